@@ -1,0 +1,186 @@
+"""The rules of the decision, as pure functions over eval results.
+
+No file is read here. `Judge` wraps a compare_fn with the rules of DESIGN.md:
+NaN and infinite results of the built-in compare functions never count, a
+history entry the compare_fn cannot judge is skipped rather than fatal, and
+`decide` says whether one evaluation is exported and why.
+"""
+
+import dataclasses
+import enum
+import math
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Type
+
+from best_exporter.compare import CompareFn, EvalResult, MetricComparator
+
+# What a custom compare_fn may raise on an entry it cannot judge (a metric
+# missing, a value of the wrong type): skipped in history, fatal for the current
+# result. Anything else is a bug in the compare_fn and always propagates.
+_UNJUDGEABLE = (KeyError, ValueError, TypeError)
+
+
+class Source(enum.Enum):
+    """Where a best result comes from."""
+
+    EVENTS = "eval events"
+    RECORDS = "export records"
+    EVALUATION = "this run"
+
+
+@dataclasses.dataclass(frozen=True)
+class Best:
+    """The result that a new model has to beat.
+
+    Attributes:
+      eval_result: its metrics, with `global_step` where known.
+      source: where it was found.
+      export_path: the version directory holding its model, if known.
+    """
+
+    eval_result: Mapping[str, Any]
+    source: Source
+    export_path: Optional[str] = None
+
+    @property
+    def step(self) -> Optional[int]:
+        step = self.eval_result.get("global_step")
+        return int(step) if step is not None else None
+
+
+class Outcome(enum.Enum):
+    """What `decide` concluded about one evaluation."""
+
+    INVALID = "invalid"  # NaN or infinite: never exported, never the best.
+    FIRST = "first"  # Nothing to compare against.
+    NOTHING_ON_DISK = "nothing on disk"  # No export to serve yet.
+    IMPROVED = "improved"
+    NOT_IMPROVED = "not improved"
+
+    @property
+    def exports(self) -> bool:
+        return self in (Outcome.FIRST, Outcome.NOTHING_ON_DISK, Outcome.IMPROVED)
+
+
+class Judge:
+    """Applies a compare_fn the way the rules require.
+
+    Args:
+      compare_fn: a checked compare function (see `compare.check_compare_fn`).
+    """
+
+    def __init__(self, compare_fn: CompareFn):
+        self._compare_fn = compare_fn
+        self._comparator = compare_fn if isinstance(compare_fn, MetricComparator) else None
+
+    @property
+    def metric(self) -> Optional[str]:
+        """The compared metric, when the compare_fn is a built-in one."""
+        return self._comparator.metric if self._comparator else None
+
+    def improves(self, best: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+        """Calls the compare_fn, by keyword as the evaluator's exporter does."""
+        return bool(self._compare_fn(best_eval_result=best, current_eval_result=current))
+
+    def is_finite(self, eval_result: EvalResult) -> bool:
+        """Whether a result may be exported and become the best.
+
+        Raises:
+          ValueError: if a built-in compare_fn's metric is missing: the user
+            compares by a metric their evaluation does not produce.
+        """
+        if self._comparator is None:
+            return True  # A custom compare_fn decides for itself.
+        return math.isfinite(self._comparator.value(eval_result))
+
+    def describe(self, eval_result: Optional[EvalResult]) -> str:
+        """A short text of a result for log lines, e.g. `loss 0.3412`."""
+        if eval_result is None:
+            return "none"
+        metric = self.metric or ("loss" if "loss" in eval_result else None)
+        if metric is not None and metric in eval_result:
+            return f"{metric} {_format_number(eval_result[metric])}"
+        shown = {k: v for k, v in eval_result.items() if k != "global_step"}
+        return ", ".join(f"{k} {_format_number(v)}" for k, v in sorted(shown.items())) or "{}"
+
+    def best_of(
+        self, candidates: Iterable[Best]
+    ) -> Tuple[Optional[Best], Dict[Type[BaseException], "SkippedCause"]]:
+        """Finds the best of past results, skipping those that cannot be judged.
+
+        A candidate is judgeable if it is finite (built-in compare functions) and
+        the compare_fn can compare it with itself without raising KeyError,
+        ValueError or TypeError.
+
+        Args:
+          candidates: past results, in the order ties are won.
+
+        Returns:
+          The best, or None if no candidate is judgeable; and per exception type
+          the candidates skipped for it, so the caller warns once per cause.
+        """
+        best: Optional[Best] = None
+        skipped: Dict[Type[BaseException], SkippedCause] = {}
+        for candidate in candidates:
+            try:
+                if not self._is_judgeable(candidate.eval_result):
+                    continue
+                if best is None or self.improves(best.eval_result, candidate.eval_result):
+                    best = candidate
+            except _UNJUDGEABLE as e:
+                cause = skipped.setdefault(type(e), SkippedCause(e, candidate.step))
+                cause.count += 1
+        return best, skipped
+
+    def _is_judgeable(self, eval_result: Mapping[str, Any]) -> bool:
+        if self._comparator is not None:
+            return math.isfinite(self._comparator.value(eval_result))
+        self.improves(eval_result, eval_result)  # Raises if it cannot be judged.
+        return True
+
+
+@dataclasses.dataclass
+class SkippedCause:
+    """Past results skipped for one kind of error.
+
+    Attributes:
+      example: the first error of this kind.
+      first_step: the step of the first result skipped for it.
+      count: how many results were skipped for it.
+    """
+
+    example: BaseException
+    first_step: Optional[int]
+    count: int = 0
+
+
+def decide(
+    judge: Judge, best: Optional[Best], current: EvalResult, export_on_disk: bool
+) -> Outcome:
+    """Decides whether the current evaluation is exported.
+
+    Args:
+      judge: the compare_fn's judge.
+      best: the result to beat, if any.
+      current: the current eval result.
+      export_on_disk: whether any version exists in the export directory.
+
+    Returns:
+      The outcome; `outcome.exports` tells whether to export.
+
+    Raises:
+      ValueError: if a built-in compare_fn's metric is missing from `current`.
+      Exception: whatever a custom compare_fn raises on `current`.
+    """
+    if not judge.is_finite(current):
+        return Outcome.INVALID
+    if best is None:
+        return Outcome.FIRST
+    if judge.improves(best.eval_result, current):
+        return Outcome.IMPROVED
+    return Outcome.NOT_IMPROVED if export_on_disk else Outcome.NOTHING_ON_DISK
+
+
+def _format_number(value: Any) -> str:
+    if isinstance(value, float) or hasattr(value, "dtype"):
+        return f"{float(value):.6g}"
+    return str(value)

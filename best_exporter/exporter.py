@@ -1,0 +1,468 @@
+"""`BestExporter`: export a model if, and only if, it beats every model before it."""
+
+import collections.abc
+import dataclasses
+import datetime
+import numbers
+import os
+import posixpath
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+
+import numpy as np
+import tensorflow as tf
+
+from best_exporter import layout, records, retention
+from best_exporter.compare import CompareFn, check_compare_fn, loss_smaller
+from best_exporter.decision import Best, Judge, Outcome, SkippedCause, Source, decide
+from best_exporter.history import read_eval_history
+from best_exporter.log import logger
+
+# Export failures that come from the filesystem, not from the user's model or
+# configuration: the evaluator logs them and goes on with the next evaluation.
+_TRANSIENT_EXPORT_ERRORS = (
+    OSError,
+    tf.errors.NotFoundError,
+    tf.errors.UnavailableError,
+    tf.errors.ResourceExhaustedError,
+    tf.errors.DataLossError,
+    tf.errors.AbortedError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.PermissionDeniedError,
+    tf.errors.UnknownError,
+)
+
+
+@dataclasses.dataclass
+class _RunState:
+    """What the exporter knows about one (model_dir, export_path)."""
+
+    model_dir: str
+    export_path: str
+    best: Optional[Best]
+    best_export_path: Optional[str]
+    export_on_disk: bool
+
+
+class BestExporter(tf.estimator.Exporter):
+    """Exports a SavedModel when a model beats every model evaluated before it.
+
+    A drop-in replacement for `tf.estimator.BestExporter`, with the same
+    constructor and behaviour where that one works, and these differences:
+
+    * After a restart the best result is restored from the eval event history
+      and from the records of the exports on disk, and a worse model is never
+      exported, so the newest export stays the best one.
+    * The first evaluation is exported even though it is already in the events
+      file; NaN and infinite results (with the built-in compare functions) are
+      never exported and never become the best.
+    * Truncated or corrupt event files, history events without the compared
+      metric, a checkpoint deleted before it could be exported, and filesystem
+      errors are logged, never fatal.
+    * Each export carries `assets.extra/eval_result.json`, its record.
+    * Retention never deletes the export just written and removes `temp-*`
+      directories left by interrupted exports.
+
+    Example:
+
+    ```python
+    from best_exporter import BestExporter
+
+    exporter = BestExporter(
+        serving_input_receiver_fn=serving_input_receiver_fn, exports_to_keep=5)
+    eval_spec = tf.estimator.EvalSpec(input_fn=eval_input_fn, exporters=exporter)
+    tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
+    ```
+
+    Args:
+      name: the name of this exporter, used as the directory under
+        `model_dir/export/`.
+      serving_input_receiver_fn: a function taking no arguments and returning a
+        `tf.estimator.export.ServingInputReceiver`.
+      event_file_pattern: a glob of the eval event files, relative to
+        `model_dir` (an absolute pattern is used as it is). With None, the best
+        result is restored from the export records alone.
+      compare_fn: a callable `compare_fn(best_eval_result,
+        current_eval_result) -> bool`, True if the current result is better.
+        `loss_smaller`, `lower_is_better(metric)` and `higher_is_better(metric)`
+        are provided.
+      assets_extra: an optional mapping from a destination path relative to the
+        export's `assets.extra` directory to the path of a file to copy there.
+      as_text: whether to write the SavedModel proto in text format.
+      exports_to_keep: how many of the newest exports to keep; None keeps all.
+
+    Raises:
+      ValueError: if any argument is invalid; the message names the value and
+        what was expected.
+    """
+
+    def __init__(
+        self,
+        name: str = "best_exporter",
+        serving_input_receiver_fn: Optional[Callable[[], Any]] = None,
+        event_file_pattern: Optional[str] = "eval/*.tfevents.*",
+        compare_fn: CompareFn = loss_smaller,
+        assets_extra: Optional[Mapping[str, str]] = None,
+        as_text: bool = False,
+        exports_to_keep: Optional[int] = 5,
+    ):
+        check_compare_fn(compare_fn)
+        if not isinstance(name, str) or not name:
+            raise ValueError(
+                f"`name` must be a non-empty string, the export directory's name. "
+                f"Received: name={name!r}"
+            )
+        if not callable(serving_input_receiver_fn):
+            raise ValueError(
+                "`serving_input_receiver_fn` must be a function taking no arguments and "
+                "returning a ServingInputReceiver, e.g. tf.estimator.export."
+                "build_parsing_serving_input_receiver_fn(feature_spec). "
+                f"Received: serving_input_receiver_fn={serving_input_receiver_fn!r}"
+            )
+        if event_file_pattern is not None and not isinstance(event_file_pattern, str):
+            raise ValueError(
+                "`event_file_pattern` must be a glob of eval event files relative to "
+                "model_dir, such as 'eval/*.tfevents.*', or None. "
+                f"Received: event_file_pattern={event_file_pattern!r}"
+            )
+        if not isinstance(as_text, (bool, np.bool_)):
+            raise ValueError(f"`as_text` must be True or False. Received: as_text={as_text!r}")
+        self._name = name
+        self._serving_input_receiver_fn = serving_input_receiver_fn
+        self._event_file_pattern = event_file_pattern or None
+        self._judge = Judge(compare_fn)
+        self._assets_extra = _checked_assets_extra(assets_extra)
+        self._as_text = bool(as_text)
+        self._exports_to_keep = _checked_exports_to_keep(exports_to_keep)
+        self._state: Optional[_RunState] = None
+
+    @property
+    def name(self) -> str:
+        """The exporter's name: its directory under `model_dir/export/`."""
+        return self._name
+
+    @property
+    def best_eval_result(self) -> Optional[Dict[str, Any]]:
+        """The result a model has to beat to be exported, or None before any."""
+        if self._state is None or self._state.best is None:
+            return None
+        return dict(self._state.best.eval_result)
+
+    @property
+    def best_export_path(self) -> Optional[str]:
+        """The export of the best model exported so far, or None before any."""
+        return self._state.best_export_path if self._state else None
+
+    def export(
+        self,
+        estimator: tf.estimator.Estimator,
+        export_path: Union[str, bytes],
+        checkpoint_path: Optional[Union[str, bytes]],
+        eval_result: Dict[str, Any],
+        is_the_final_export: bool,
+    ) -> Optional[bytes]:
+        """Exports the evaluated model if it is the best so far.
+
+        Called by the evaluator after each evaluation.
+
+        Args:
+          estimator: the `Estimator` to export.
+          export_path: where versions are written, `model_dir/export/<name>`.
+          checkpoint_path: the evaluated checkpoint.
+          eval_result: the result of `Estimator.evaluate` on that checkpoint.
+          is_the_final_export: whether this is the last evaluation; unused.
+
+        Returns:
+          The path of the new export (bytes, as `export_saved_model` returns
+          it), or None if nothing was exported.
+
+        Raises:
+          ValueError: if `eval_result` lacks the metric of a built-in
+            compare_fn, or exporting fails for a configuration error (a bad
+            serving_input_receiver_fn).
+          Exception: whatever a custom compare_fn raises on `eval_result`.
+        """
+        del is_the_final_export  # Every evaluation is judged alike.
+        export_path = layout.as_path(export_path)
+        state = self._state_for(estimator.model_dir, export_path, eval_result)
+        outcome = decide(self._judge, state.best, eval_result, state.export_on_disk)
+        if not outcome.exports:
+            self._log_skip(outcome, state, eval_result)
+            return None
+        exported = self._write_export(estimator, export_path, checkpoint_path, eval_result, state)
+        if exported is None:
+            return None
+        previous = state.best
+        state.best_export_path = layout.as_path(exported)
+        state.export_on_disk = True
+        if outcome is not Outcome.NOTHING_ON_DISK:
+            state.best = Best(dict(eval_result), Source.EVALUATION, state.best_export_path)
+        self._log_export(outcome, previous, eval_result, state.best_export_path)
+        self._prune(export_path, state)
+        return exported
+
+    def _state_for(self, model_dir: str, export_path: str, eval_result: Mapping[str, Any]) -> _RunState:
+        """The state of this model_dir, restored from disk on first use."""
+        state = self._state
+        if state is None or (state.model_dir, state.export_path) != (model_dir, export_path):
+            state = self._restore(model_dir, export_path, _step_of(eval_result))
+            self._state = state
+        return state
+
+    def _restore(self, model_dir: str, export_path: str, current_step: Optional[int]) -> _RunState:
+        """Finds the best result evaluated before `current_step`, from history and records."""
+        candidates: List[Best] = []
+        events_note = "no event_file_pattern"
+        if self._event_file_pattern:
+            pattern = os.path.join(model_dir, self._event_file_pattern)
+            history = read_eval_history(pattern)
+            # The evaluator writes the current result before calling export():
+            # it must not be held against itself.
+            earlier = [
+                r for r in history.results if current_step is None or r["global_step"] < current_step
+            ]
+            candidates += [Best(r, Source.EVENTS) for r in earlier]
+            events_note = f"{len(earlier)} earlier results in {history.files_read} event files"
+        try:
+            exports = records.read_export_records(export_path)
+        except (tf.errors.OpError, OSError) as e:
+            logger.warning("%s: cannot list the exports in %s: %s", self._prefix, export_path, e)
+            exports = []
+        candidates += [
+            Best(e.eval_result, Source.RECORDS, e.path) for e in exports if e.eval_result is not None
+        ]
+        best, skipped = self._judge.best_of(candidates)
+        for cause in skipped.values():
+            self._warn_skipped(cause)
+        best_export_path = None
+        if exports:
+            best_export_path = best.export_path if best and best.export_path else exports[-1].path
+        state = _RunState(model_dir, export_path, best, best_export_path, bool(exports))
+        self._log_restore(state, events_note, len(exports))
+        self._prune(export_path, state)
+        return state
+
+    def _write_export(
+        self,
+        estimator: tf.estimator.Estimator,
+        export_path: str,
+        checkpoint_path: Optional[Union[str, bytes]],
+        eval_result: Mapping[str, Any],
+        state: _RunState,
+    ) -> Optional[bytes]:
+        """Exports through the estimator with the record; None if the export failed."""
+        checkpoint = layout.as_path(checkpoint_path) if checkpoint_path else None
+        if checkpoint and not _checkpoint_exists(checkpoint):
+            self._warn_export_failed(eval_result, checkpoint, state, "the checkpoint no longer exists")
+            return None
+        record = records.make_record(
+            eval_result, checkpoint, self._name, datetime.datetime.now(datetime.timezone.utc)
+        )
+        try:
+            with records.staged_record(record) as record_source:
+                assets_extra = dict(self._assets_extra)
+                assets_extra[layout.RECORD_ASSET_NAME] = record_source
+                return estimator.export_saved_model(
+                    export_path,
+                    self._serving_input_receiver_fn,
+                    assets_extra=assets_extra,
+                    as_text=self._as_text,
+                    checkpoint_path=checkpoint,
+                )
+        except Exception as e:  # pylint: disable=broad-except
+            # The chief's checkpoint retention may delete the checkpoint while it
+            # is being exported; that is not the user's error, whatever it raised.
+            if checkpoint and not _checkpoint_exists(checkpoint):
+                cause = f"the checkpoint was deleted while exporting ({type(e).__name__}: {e})"
+            elif isinstance(e, _TRANSIENT_EXPORT_ERRORS):
+                cause = f"{type(e).__name__}: {e}"
+            else:
+                raise
+            self._warn_export_failed(eval_result, checkpoint, state, cause)
+            return None
+
+    def _prune(self, export_path: str, state: _RunState) -> None:
+        protected = [
+            layout.parse_version(os.path.basename(path))
+            for path in (state.best_export_path, state.best and state.best.export_path)
+            if path
+        ]
+        retention.prune_export_dir(
+            export_path, self._exports_to_keep, [v for v in protected if v is not None]
+        )
+
+    # Log lines: one per decision, saying what happened and why.
+
+    @property
+    def _prefix(self) -> str:
+        return f"BestExporter {self._name!r}"
+
+    def _describe_best(self, best: Optional[Best]) -> str:
+        if best is None:
+            return "none"
+        return f"{self._judge.describe(best.eval_result)} (step {best.step}, {best.source.value})"
+
+    def _log_restore(self, state: _RunState, events_note: str, exports_on_disk: int) -> None:
+        if state.best is None:
+            logger.info(
+                "%s: no earlier result found (%s, %d exports on disk under %s); the first "
+                "valid evaluation will be exported",
+                self._prefix,
+                events_note,
+                exports_on_disk,
+                state.export_path,
+            )
+            return
+        logger.info(
+            "%s: restored the best result from %s: %s; %s, %d exports on disk under %s",
+            self._prefix,
+            state.best.source.value,
+            self._describe_best(state.best),
+            events_note,
+            exports_on_disk,
+            state.export_path,
+        )
+
+    def _log_skip(self, outcome: Outcome, state: _RunState, eval_result: Mapping[str, Any]) -> None:
+        current = self._judge.describe(eval_result)
+        step = _step_of(eval_result)
+        if outcome is Outcome.INVALID:
+            logger.warning(
+                "%s: not exported step %s: %s is not a finite number; such a result is never "
+                "exported and never becomes the best (best remains %s)",
+                self._prefix,
+                step,
+                current,
+                self._describe_best(state.best),
+            )
+            return
+        logger.info(
+            "%s: not exported step %s: %s is no improvement over the best %s",
+            self._prefix,
+            step,
+            current,
+            self._describe_best(state.best),
+        )
+
+    def _log_export(
+        self,
+        outcome: Outcome,
+        previous: Optional[Best],
+        eval_result: Mapping[str, Any],
+        path: str,
+    ) -> None:
+        current = self._judge.describe(eval_result)
+        step = _step_of(eval_result)
+        if outcome is Outcome.FIRST:
+            reason = "the first export, nothing to compare with"
+        elif outcome is Outcome.NOTHING_ON_DISK:
+            reason = (
+                f"not better than the best {self._describe_best(previous)}, but there was no "
+                "export on disk to serve"
+            )
+        else:
+            reason = f"improves on the best {self._describe_best(previous)}"
+        logger.info("%s: exported step %s: %s, %s -> %s", self._prefix, step, current, reason, path)
+
+    def _warn_export_failed(
+        self,
+        eval_result: Mapping[str, Any],
+        checkpoint: Optional[str],
+        state: _RunState,
+        cause: str,
+    ) -> None:
+        logger.warning(
+            "%s: not exported step %s: %s would have been exported, but exporting checkpoint "
+            "%s failed: %s. The best remains %s",
+            self._prefix,
+            _step_of(eval_result),
+            self._judge.describe(eval_result),
+            checkpoint,
+            cause,
+            self._describe_best(state.best),
+        )
+
+    def _warn_skipped(self, cause: SkippedCause) -> None:
+        logger.warning(
+            "%s: skipped %d earlier results that compare_fn could not judge, the first at "
+            "step %s: %s: %s",
+            self._prefix,
+            cause.count,
+            cause.first_step,
+            type(cause.example).__name__,
+            cause.example,
+        )
+
+
+def _step_of(eval_result: Mapping[str, Any]) -> Optional[int]:
+    step = eval_result.get("global_step") if eval_result else None
+    return int(step) if step is not None else None
+
+
+def _checkpoint_exists(checkpoint: str) -> bool:
+    try:
+        # V2 checkpoints are a prefix with an .index file; V1 a single file.
+        return tf.io.gfile.exists(checkpoint + ".index") or tf.io.gfile.exists(checkpoint)
+    except (tf.errors.OpError, OSError):
+        return False
+
+
+def _checked_exports_to_keep(exports_to_keep: Any) -> Optional[int]:
+    if exports_to_keep is None:
+        return None
+    if isinstance(exports_to_keep, (bool, np.bool_)) or not isinstance(
+        exports_to_keep, numbers.Integral
+    ):
+        raise ValueError(
+            "`exports_to_keep` must be a positive integer, or None to keep all exports. "
+            f"Received: exports_to_keep={exports_to_keep!r}"
+        )
+    if exports_to_keep <= 0:
+        raise ValueError(
+            "`exports_to_keep`, if provided, must be a positive number. "
+            f"Got {exports_to_keep}"
+        )
+    return int(exports_to_keep)
+
+
+def _checked_assets_extra(assets_extra: Any) -> Dict[str, str]:
+    """Checks `assets_extra` and returns it as a dict of str to str."""
+    if assets_extra is None:
+        return {}
+    if not isinstance(assets_extra, collections.abc.Mapping):
+        raise ValueError(
+            "`assets_extra` must be a mapping from a destination path relative to "
+            "assets.extra to a source file, e.g. {'vocab.txt': '/data/vocab.txt'}. "
+            f"Received: assets_extra={assets_extra!r}"
+        )
+    checked = {}
+    for destination, source in assets_extra.items():
+        destination_text = layout.as_path(destination) if isinstance(destination, bytes) else destination
+        if (
+            not isinstance(destination_text, str)
+            or not destination_text
+            or posixpath.isabs(destination_text)
+            or posixpath.normpath(destination_text).startswith("..")
+        ):
+            raise ValueError(
+                "`assets_extra` keys must be paths relative to the export's assets.extra "
+                f"directory, such as 'vocab.txt'. Received key: {destination!r}"
+            )
+        if posixpath.normpath(destination_text) == layout.RECORD_ASSET_NAME:
+            raise ValueError(
+                f"`assets_extra` key {destination!r} is reserved: BestExporter writes each "
+                f"export's record to assets.extra/{layout.RECORD_ASSET_NAME}. Use another name."
+            )
+        source_text = layout.as_path(source) if isinstance(source, bytes) else source
+        if isinstance(source_text, os.PathLike):
+            source_text = os.fspath(source_text)
+        if not isinstance(source_text, str) or not source_text:
+            raise ValueError(
+                f"`assets_extra` values must be paths of files to copy. Received: "
+                f"{destination!r}: {source!r}"
+            )
+        if not tf.io.gfile.exists(source_text):
+            raise ValueError(
+                f"`assets_extra` source file {source_text!r} (for {destination!r}) does not exist"
+            )
+        checked[destination_text] = source_text
+    return checked

@@ -1,0 +1,217 @@
+"""Per-export records: what each exported model scored, kept beside the model.
+
+Every export carries `assets.extra/eval_result.json`. It lets a restarted
+exporter know what the models on disk are worth without trusting event files,
+and lets a person (or a deployment script) see why a version exists:
+
+```json
+{"global_step": 1200, "metrics": {"loss": 0.31, "accuracy": 0.9},
+ "checkpoint_path": "/model/model.ckpt-1200", "exporter": "best_exporter",
+ "exported_at": "2026-11-25T12:00:00Z", "best_exporter_version": "0.1.0"}
+```
+
+The record is handed to the estimator as an `assets_extra` entry, so it is
+copied into the `temp-<timestamp>` directory before that is renamed to the
+version: no reader ever sees a version without its record.
+"""
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import numbers
+import uuid
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+
+import numpy as np
+import tensorflow as tf
+
+from best_exporter import layout
+from best_exporter.log import logger
+from best_exporter.version import __version__
+
+# Records wait here until the estimator copies them into the export. TensorFlow's
+# in-memory filesystem is private to the process and vanishes with it, so a
+# killed export leaves nothing behind on any real filesystem.
+_STAGING_ROOT = "ram://best_exporter-staging"
+
+# JSON has no NaN or infinity; they are written as these strings.
+_NON_FINITE_NAMES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportRecord:
+    """One version directory of an export base directory and its record.
+
+    Attributes:
+      version: the 10-digit version number.
+      path: the version directory.
+      record: the parsed `eval_result.json`, or None for a version without one
+        (written by `tf.estimator.BestExporter`, or unreadable).
+    """
+
+    version: int
+    path: str
+    record: Optional[Dict[str, Any]]
+
+    @property
+    def eval_result(self) -> Optional[Dict[str, float]]:
+        """The recorded metrics plus `global_step`, as a compare_fn expects them."""
+        if self.record is None:
+            return None
+        result = dict(self.record.get("metrics", {}))
+        if self.record.get("global_step") is not None:
+            result["global_step"] = self.record["global_step"]
+        return result
+
+
+def numeric_metrics(eval_result: Mapping[str, Any]) -> Dict[str, float]:
+    """The metrics of an eval result that are single numbers, as floats.
+
+    Args:
+      eval_result: the dict `Estimator.evaluate` returned.
+
+    Returns:
+      Each number, numpy scalar or one-element array, as a float; `global_step`
+      and non-numeric values (serialized summaries, strings) left out.
+    """
+    metrics = {}
+    for key, value in eval_result.items():
+        if key == "global_step" or isinstance(value, (bool, np.bool_)):
+            continue
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.reshape(())[()]
+        if isinstance(value, (numbers.Real, np.integer, np.floating)):
+            metrics[str(key)] = float(value)
+    return metrics
+
+
+def make_record(
+    eval_result: Mapping[str, Any],
+    checkpoint_path: Optional[Union[str, bytes]],
+    exporter_name: str,
+    exported_at: datetime.datetime,
+) -> Dict[str, Any]:
+    """Builds the record of one export.
+
+    Args:
+      eval_result: the eval result of the exported checkpoint.
+      checkpoint_path: the exported checkpoint.
+      exporter_name: the exporter's `name`.
+      exported_at: when the export was made; converted to UTC.
+
+    Returns:
+      A JSON-ready dict.
+    """
+    step = eval_result.get("global_step")
+    return {
+        "global_step": int(step) if step is not None else None,
+        "metrics": numeric_metrics(eval_result),
+        "checkpoint_path": layout.as_path(checkpoint_path) if checkpoint_path else None,
+        "exporter": exporter_name,
+        "exported_at": exported_at.astimezone(datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        ),
+        "best_exporter_version": __version__,
+    }
+
+
+def dumps_record(record: Mapping[str, Any]) -> str:
+    """Serializes a record to strict JSON (non-finite metrics as strings)."""
+    record = dict(record)
+    record["metrics"] = {
+        key: value if math.isfinite(value) else _non_finite_name(value)
+        for key, value in record.get("metrics", {}).items()
+    }
+    return json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def loads_record(text: Union[str, bytes]) -> Dict[str, Any]:
+    """Parses a record written by `dumps_record`.
+
+    Raises:
+      ValueError: if `text` is not a record.
+    """
+    record = json.loads(text)
+    if not isinstance(record, dict) or not isinstance(record.get("metrics", {}), dict):
+        raise ValueError(f"not an export record: {text[:200]!r}")
+    metrics = {}
+    for key, value in record.get("metrics", {}).items():
+        if isinstance(value, str):
+            if value not in _NON_FINITE_NAMES:
+                raise ValueError(f"metric {key!r} is not a number: {value!r}")
+            value = _NON_FINITE_NAMES[value]
+        metrics[key] = float(value)
+    record["metrics"] = metrics
+    return record
+
+
+def _non_finite_name(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    return "inf" if value > 0 else "-inf"
+
+
+@contextlib.contextmanager
+def staged_record(record: Mapping[str, Any]) -> Iterator[str]:
+    """Writes a record where the estimator can copy it from, for one export.
+
+    Args:
+      record: the record, from `make_record`.
+
+    Yields:
+      The path to pass as the source of the `assets_extra` entry.
+    """
+    staging_dir = f"{_STAGING_ROOT}/{uuid.uuid4().hex}"
+    path = f"{staging_dir}/{layout.RECORD_ASSET_NAME}"
+    tf.io.gfile.makedirs(staging_dir)
+    try:
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(dumps_record(record))
+        yield path
+    finally:
+        tf.io.gfile.rmtree(staging_dir)
+
+
+def read_record(version_dir: str) -> Optional[Dict[str, Any]]:
+    """Reads the record of one version directory.
+
+    Args:
+      version_dir: a version directory of an export.
+
+    Returns:
+      The record, or None when there is none (an export by another exporter) or
+      it cannot be read (logged as a warning).
+    """
+    path = layout.record_path(version_dir)
+    try:
+        if not tf.io.gfile.exists(path):
+            return None
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return loads_record(f.read())
+    except (tf.errors.OpError, OSError, ValueError) as e:
+        logger.warning("Ignoring unreadable export record %s: %s", path, e)
+        return None
+
+
+def read_export_records(export_dir_base: Union[str, bytes]) -> List[ExportRecord]:
+    """Lists the exported versions under `export_dir_base` with their records.
+
+    Args:
+      export_dir_base: an exporter's export path, e.g.
+        `model_dir/export/best_exporter`.
+
+    Returns:
+      One `ExportRecord` per 10-digit version directory, oldest first. Versions
+      without a record (written by `tf.estimator.BestExporter`) have `record`
+      None. Empty if the directory does not exist.
+
+    Raises:
+      tf.errors.OpError: if the directory exists but cannot be listed.
+    """
+    versions = layout.list_export_dir(export_dir_base).versions
+    return [
+        ExportRecord(version=version, path=path, record=read_record(path))
+        for version, path in sorted(versions.items())
+    ]

@@ -1,0 +1,125 @@
+"""Which exports to delete, and deleting them without ever leaving half a version.
+
+The decisions are pure functions over version numbers. `prune_export_dir` applies
+them, touching only 10-digit version directories and `temp-<timestamp>`
+directories of one export base directory.
+"""
+
+import os
+from typing import Collection, Iterable, List, Optional, Union
+
+import tensorflow as tf
+
+from best_exporter import layout
+from best_exporter.log import logger
+
+
+def versions_to_delete(
+    versions: Iterable[int], exports_to_keep: Optional[int], protected: Collection[int] = ()
+) -> List[int]:
+    """Returns the versions beyond the newest `exports_to_keep`, oldest first.
+
+    Args:
+      versions: the version numbers on disk.
+      exports_to_keep: how many of the newest to keep; None keeps all.
+      protected: versions never to delete, e.g. the one just written, even when
+        a clock running ahead elsewhere has written higher version numbers.
+
+    Returns:
+      The versions to delete.
+    """
+    if exports_to_keep is None:
+        return []
+    newest_first = sorted(set(versions), reverse=True)
+    kept = set(newest_first[:exports_to_keep]) | set(protected)
+    return sorted(v for v in newest_first if v not in kept)
+
+
+def stale_temp_dirs(temp_timestamps: Iterable[int], newest_version: Optional[int]) -> List[int]:
+    """Returns the `temp-<timestamp>` dirs that no running export can still own.
+
+    Exports of one exporter run one at a time and take increasing timestamps, so
+    a temp dir older than the newest version was left by an export that crashed
+    or was killed; a newer one may still be being written.
+
+    Args:
+      temp_timestamps: the timestamps of the `temp-*` directories on disk.
+      newest_version: the highest version number on disk, or None.
+
+    Returns:
+      The stale timestamps, oldest first.
+    """
+    if newest_version is None:
+        return []
+    return sorted(t for t in temp_timestamps if t < newest_version)
+
+
+def prune_export_dir(
+    export_dir_base: Union[str, bytes],
+    exports_to_keep: Optional[int],
+    protected: Collection[int] = (),
+) -> List[str]:
+    """Deletes old versions and stale temp dirs of one export base directory.
+
+    A version is first renamed to `temp-<version>` and then deleted, so that a
+    kill in the middle leaves a temp dir (cleaned next time), never a version
+    directory with half a SavedModel that TensorFlow Serving would try to load.
+    Failures are logged and skipped: retention must never stop the evaluator.
+
+    Args:
+      export_dir_base: the exporter's export path.
+      exports_to_keep: how many of the newest versions to keep; None keeps all.
+      protected: versions never to delete.
+
+    Returns:
+      The directories deleted.
+    """
+    base = layout.as_path(export_dir_base)
+    try:
+        listing = layout.list_export_dir(base)
+    except (tf.errors.OpError, OSError) as e:
+        logger.warning("Cannot list %s to delete old exports: %s", base, e)
+        return []
+    newest = max(listing.versions, default=None)
+    if newest is not None and protected and max(protected) < newest:
+        logger.warning(
+            "Export %s has a higher version than the export just written (%d): a clock "
+            "elsewhere runs ahead, and TensorFlow Serving will serve that version",
+            listing.versions[newest],
+            max(protected),
+        )
+    deleted = []
+    for timestamp in stale_temp_dirs(listing.temp_dirs, newest):
+        path = listing.temp_dirs[timestamp]
+        if _delete_tree(path):
+            logger.info("Removed %s, left behind by an interrupted export", path)
+            deleted.append(path)
+    for version in versions_to_delete(listing.versions, exports_to_keep, protected):
+        path = listing.versions[version]
+        if _retire_version(base, path, version):
+            logger.info("Deleted old export %s (keeping the newest %d)", path, exports_to_keep)
+            deleted.append(path)
+    return deleted
+
+
+def _retire_version(base: str, path: str, version: int) -> bool:
+    graveyard = os.path.join(base, f"temp-{version}")
+    try:
+        if tf.io.gfile.exists(graveyard):
+            tf.io.gfile.rmtree(graveyard)
+        tf.io.gfile.rename(path, graveyard)
+    except (tf.errors.OpError, OSError) as e:
+        logger.warning("Cannot delete old export %s: %s", path, e)
+        return False
+    return _delete_tree(graveyard)
+
+
+def _delete_tree(path: str) -> bool:
+    try:
+        tf.io.gfile.rmtree(path)
+    except tf.errors.NotFoundError:
+        pass  # Somebody else deleted it: the goal is met.
+    except (tf.errors.OpError, OSError) as e:
+        logger.warning("Cannot delete %s: %s", path, e)
+        return False
+    return True

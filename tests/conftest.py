@@ -3,11 +3,11 @@
 import os
 import uuid
 
-import pytest
-import tensorflow as tf
-
-# Quieter TensorFlow in test output; the library's own lines stay visible.
+# Quieter TensorFlow C++ logs in test output; set before TensorFlow is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """A drop-in, restart-safe replacement for `tf.estimator.BestExporter`.
 
-    from best_exporter import BestExporter
+from best_exporter import BestExporter
 """
 
-from best_exporter import _compat  # Raises ImportError on an unsupported TensorFlow.
+from best_exporter import _compat  # noqa: F401  Raises ImportError on an unsupported TensorFlow.
 from best_exporter.compare import (
     MetricComparator,
     higher_is_better,

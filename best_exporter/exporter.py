@@ -200,7 +200,9 @@ class BestExporter(tf.estimator.Exporter):
         self._prune(export_path, state)
         return exported
 
-    def _state_for(self, model_dir: str, export_path: str, eval_result: Mapping[str, Any]) -> _RunState:
+    def _state_for(
+        self, model_dir: str, export_path: str, eval_result: Mapping[str, Any]
+    ) -> _RunState:
         """The state of this model_dir, restored from disk on first use."""
         state = self._state
         if state is None or (state.model_dir, state.export_path) != (model_dir, export_path):
@@ -218,7 +220,9 @@ class BestExporter(tf.estimator.Exporter):
             # The evaluator writes the current result before calling export():
             # it must not be held against itself.
             earlier = [
-                r for r in history.results if current_step is None or r["global_step"] < current_step
+                r
+                for r in history.results
+                if current_step is None or r["global_step"] < current_step
             ]
             candidates += [Best(r, Source.EVENTS) for r in earlier]
             events_note = f"{len(earlier)} earlier results in {history.files_read} event files"
@@ -228,7 +232,9 @@ class BestExporter(tf.estimator.Exporter):
             logger.warning("%s: cannot list the exports in %s: %s", self._prefix, export_path, e)
             exports = []
         candidates += [
-            Best(e.eval_result, Source.RECORDS, e.path) for e in exports if e.eval_result is not None
+            Best(e.eval_result, Source.RECORDS, e.path)
+            for e in exports
+            if e.eval_result is not None
         ]
         best, skipped = self._judge.best_of(candidates)
         for cause in skipped.values():
@@ -252,7 +258,9 @@ class BestExporter(tf.estimator.Exporter):
         """Exports through the estimator with the record; None if the export failed."""
         checkpoint = layout.as_path(checkpoint_path) if checkpoint_path else None
         if checkpoint and not _checkpoint_exists(checkpoint):
-            self._warn_export_failed(eval_result, checkpoint, state, "the checkpoint no longer exists")
+            self._warn_export_failed(
+                eval_result, checkpoint, state, "the checkpoint no longer exists"
+            )
             return None
         record = records.make_record(
             eval_result, checkpoint, self._name, datetime.datetime.now(datetime.timezone.utc)
@@ -261,7 +269,7 @@ class BestExporter(tf.estimator.Exporter):
             with records.staged_record(record) as record_source:
                 assets_extra = dict(self._assets_extra)
                 assets_extra[layout.RECORD_ASSET_NAME] = record_source
-                return estimator.export_saved_model(
+                exported = estimator.export_saved_model(
                     export_path,
                     self._serving_input_receiver_fn,
                     assets_extra=assets_extra,
@@ -279,6 +287,22 @@ class BestExporter(tf.estimator.Exporter):
                 raise
             self._warn_export_failed(eval_result, checkpoint, state, cause)
             return None
+        # TensorFlow Serving loads the newest version, so a version that lost
+        # content on the way (a filesystem whose rename does not move a whole
+        # directory) must not stay.
+        version_dir = layout.as_path(exported)
+        missing = layout.missing_export_parts(version_dir)
+        if missing:
+            retention.discard_version(export_path, version_dir)
+            self._warn_export_failed(
+                eval_result,
+                checkpoint,
+                state,
+                f"the published version {version_dir} lacks {', '.join(missing)}, so it was "
+                "removed; does this filesystem rename directories with their contents?",
+            )
+            return None
+        return exported
 
     def _prune(self, export_path: str, state: _RunState) -> None:
         protected = [
@@ -418,8 +442,7 @@ def _checked_exports_to_keep(exports_to_keep: Any) -> Optional[int]:
         )
     if exports_to_keep <= 0:
         raise ValueError(
-            "`exports_to_keep`, if provided, must be a positive number. "
-            f"Got {exports_to_keep}"
+            "`exports_to_keep`, if provided, must be a positive number. " f"Got {exports_to_keep}"
         )
     return int(exports_to_keep)
 
@@ -436,7 +459,9 @@ def _checked_assets_extra(assets_extra: Any) -> Dict[str, str]:
         )
     checked = {}
     for destination, source in assets_extra.items():
-        destination_text = layout.as_path(destination) if isinstance(destination, bytes) else destination
+        destination_text = (
+            layout.as_path(destination) if isinstance(destination, bytes) else destination
+        )
         if (
             not isinstance(destination_text, str)
             or not destination_text

@@ -18,9 +18,9 @@ from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
-from google.protobuf.message import DecodeError
 
 from best_exporter.log import logger
 
@@ -117,9 +117,7 @@ def read_eval_history(pattern: str, load_records: RecordLoader = _load_records) 
     return EvalHistory(results=tuple(results), files_read=len(paths))
 
 
-def _read_scalars(
-    path: str, load_records: RecordLoader
-) -> Iterable[Tuple[int, float, str, float]]:
+def _read_scalars(path: str, load_records: RecordLoader) -> Iterable[Tuple[int, float, str, float]]:
     """Yields (step, wall_time, tag, value) for each scalar summary in one file."""
     bytes_read = 0
     undecodable = 0
@@ -232,4 +230,3 @@ def _scalar_from_content(dtype: int, content: bytes) -> Optional[float]:
 def _bfloat16_to_float(bits: int) -> float:
     # bfloat16 is the upper half of a float32.
     return float(np.array([(bits & 0xFFFF) << 16], dtype="<u4").view("<f4")[0])
-

@@ -9,7 +9,7 @@ the directory is somebody else's and is left alone.
 import dataclasses
 import os
 import re
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import tensorflow as tf
 
@@ -47,6 +47,26 @@ def parse_temp_version(name: str) -> Optional[int]:
 def record_path(version_dir: str) -> str:
     """The path of the record inside an export's version directory."""
     return os.path.join(version_dir, "assets.extra", RECORD_ASSET_NAME)
+
+
+def missing_export_parts(version_dir: str) -> List[str]:
+    """Names what a version written by this library lacks: its SavedModel or its record.
+
+    Args:
+      version_dir: a version directory.
+
+    Returns:
+      The missing parts' names; empty for a complete export.
+    """
+    missing = []
+    if not any(
+        tf.io.gfile.exists(os.path.join(version_dir, name))
+        for name in ("saved_model.pb", "saved_model.pbtxt")
+    ):
+        missing.append("saved_model.pb")
+    if not tf.io.gfile.exists(record_path(version_dir)):
+        missing.append(f"assets.extra/{RECORD_ASSET_NAME}")
+    return missing
 
 
 @dataclasses.dataclass(frozen=True)

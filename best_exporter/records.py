@@ -110,21 +110,24 @@ def make_record(
         "metrics": numeric_metrics(eval_result),
         "checkpoint_path": layout.as_path(checkpoint_path) if checkpoint_path else None,
         "exporter": exporter_name,
-        "exported_at": exported_at.astimezone(datetime.timezone.utc).strftime(
-            "%Y-%m-%dT%H:%M:%SZ"
-        ),
+        "exported_at": exported_at.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "best_exporter_version": __version__,
     }
 
 
-def dumps_record(record: Mapping[str, Any]) -> str:
-    """Serializes a record to strict JSON (non-finite metrics as strings)."""
-    record = dict(record)
-    record["metrics"] = {
+def json_ready(record: Mapping[str, Any]) -> Dict[str, Any]:
+    """A copy of a record that strict JSON can hold: non-finite metrics as strings."""
+    ready = dict(record)
+    ready["metrics"] = {
         key: value if math.isfinite(value) else _non_finite_name(value)
         for key, value in record.get("metrics", {}).items()
     }
-    return json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    return ready
+
+
+def dumps_record(record: Mapping[str, Any]) -> str:
+    """Serializes a record to strict JSON."""
+    return json.dumps(json_ready(record), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def loads_record(text: Union[str, bytes]) -> Dict[str, Any]:

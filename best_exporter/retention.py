@@ -102,6 +102,22 @@ def prune_export_dir(
     return deleted
 
 
+def discard_version(export_dir_base: Union[str, bytes], version_dir: str) -> bool:
+    """Deletes one version directory, first taking it out of TensorFlow Serving's sight.
+
+    Args:
+      export_dir_base: the exporter's export path.
+      version_dir: a 10-digit version directory in it.
+
+    Returns:
+      Whether it was deleted; failures are logged.
+    """
+    version = layout.parse_version(os.path.basename(version_dir))
+    if version is None:
+        raise ValueError(f"Not a version directory: {version_dir!r}")
+    return _retire_version(layout.as_path(export_dir_base), version_dir, version)
+
+
 def _retire_version(base: str, path: str, version: int) -> bool:
     graveyard = os.path.join(base, f"temp-{version}")
     try:

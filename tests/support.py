@@ -87,9 +87,7 @@ def eval_result(step: int, **metrics: float) -> Dict[str, Any]:
 _suffixes = itertools.count()
 
 
-def write_legacy_events(
-    log_dir: str, results: Iterable[Tuple[int, Mapping[str, float]]]
-) -> str:
+def write_legacy_events(log_dir: str, results: Iterable[Tuple[int, Mapping[str, float]]]) -> str:
     """Writes eval results as `Estimator.evaluate` does: one `simple_value` event per step.
 
     Returns:
@@ -154,7 +152,12 @@ def make_data(n: int, seed: int) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
 
 def train_input_fn():
     features, labels = make_data(512, seed=0)
-    return tf.data.Dataset.from_tensor_slices((features, labels)).shuffle(512, seed=0).repeat().batch(32)
+    return (
+        tf.data.Dataset.from_tensor_slices((features, labels))
+        .shuffle(512, seed=0)
+        .repeat()
+        .batch(32)
+    )
 
 
 def eval_input_fn():
@@ -167,7 +170,9 @@ def serving_input_receiver_fn():
     return tf.estimator.export.build_parsing_serving_input_receiver_fn(spec)()
 
 
-def make_classifier(model_dir: str, save_checkpoints_steps: int = 20, **config) -> tf.estimator.Estimator:
+def make_classifier(
+    model_dir: str, save_checkpoints_steps: int = 20, **config
+) -> tf.estimator.Estimator:
     return tf.estimator.DNNClassifier(
         hidden_units=[8],
         feature_columns=feature_columns(),
@@ -207,6 +212,8 @@ def serve(export_dir, examples: Optional[List[bytes]] = None) -> np.ndarray:
     """Loads an export and returns the class scores its serving signature gives."""
     if examples is None:
         examples = serialized_examples([-0.5, 0.5], [b"red", b"blue"])
-    loaded = tf.saved_model.load(export_dir.decode() if isinstance(export_dir, bytes) else export_dir)
+    loaded = tf.saved_model.load(
+        export_dir.decode() if isinstance(export_dir, bytes) else export_dir
+    )
     outputs = loaded.signatures["serving_default"](inputs=tf.constant(examples))
     return outputs["scores"].numpy()

@@ -56,9 +56,9 @@ class MetricComparator:
                 "`min_delta` must be a finite number >= 0, the least improvement that "
                 f"counts. Received: min_delta={min_delta!r}"
             )
-        self._metric = metric
-        self._higher_is_better = bool(higher_is_better)
-        self._min_delta = float(min_delta)
+        self._metric: str = metric
+        self._higher_is_better: bool = bool(higher_is_better)
+        self._min_delta: float = float(min_delta)
 
     @property
     def metric(self) -> str:
@@ -192,10 +192,10 @@ def _named_parameters(fn: Callable[..., Any]) -> Tuple[str, ...]:
     if isinstance(fn, functools.partial):
         remaining = _named_parameters(fn.func)[len(fn.args) :]
         return tuple(name for name in remaining if name not in (fn.keywords or {}))
-    if not (inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn)) and callable(
-        fn
-    ):
-        fn = fn.__call__  # A callable object: its bound __call__ drops `self`.
+    is_routine = inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn)
+    if not is_routine:
+        # A callable object: its bound __call__ drops `self`.
+        fn = fn.__call__  # type: ignore[operator]
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):

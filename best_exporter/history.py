@@ -47,7 +47,7 @@ _TENSOR_VALUE_FIELDS = {
     types_pb2.DT_HALF: "half_val",
     types_pb2.DT_BFLOAT16: "half_val",
 }
-_TENSOR_NUMPY_DTYPES = {
+_TENSOR_NUMPY_DTYPES: Dict[int, np.dtype] = {
     types_pb2.DT_FLOAT: np.dtype("<f4"),
     types_pb2.DT_DOUBLE: np.dtype("<f8"),
     types_pb2.DT_INT8: np.dtype("i1"),

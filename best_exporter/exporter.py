@@ -197,7 +197,7 @@ class BestExporter(tf.estimator.Exporter):
         if outcome is not Outcome.NOTHING_ON_DISK:
             state.best = Best(dict(eval_result), Source.EVALUATION, state.best_export_path)
         self._log_export(outcome, previous, eval_result, state.best_export_path)
-        self._prune(export_path, state)
+        self._prune(export_path, state, just_written=state.best_export_path)
         return exported
 
     def _state_for(
@@ -304,14 +304,21 @@ class BestExporter(tf.estimator.Exporter):
             return None
         return exported
 
-    def _prune(self, export_path: str, state: _RunState) -> None:
+    def _prune(
+        self, export_path: str, state: _RunState, just_written: Optional[str] = None
+    ) -> None:
         protected = [
             layout.parse_version(os.path.basename(path))
             for path in (state.best_export_path, state.best and state.best.export_path)
             if path
         ]
         retention.prune_export_dir(
-            export_path, self._exports_to_keep, [v for v in protected if v is not None]
+            export_path,
+            self._exports_to_keep,
+            [v for v in protected if v is not None],
+            just_written=(
+                layout.parse_version(os.path.basename(just_written)) if just_written else None
+            ),
         )
 
     # Log lines: one per decision, saying what happened and why.

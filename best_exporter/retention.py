@@ -58,6 +58,7 @@ def prune_export_dir(
     export_dir_base: Union[str, bytes],
     exports_to_keep: Optional[int],
     protected: Collection[int] = (),
+    just_written: Optional[int] = None,
 ) -> List[str]:
     """Deletes old versions and stale temp dirs of one export base directory.
 
@@ -70,6 +71,9 @@ def prune_export_dir(
       export_dir_base: the exporter's export path.
       exports_to_keep: how many of the newest versions to keep; None keeps all.
       protected: versions never to delete.
+      just_written: the version the caller just exported, if any; protected too,
+        and a warning is logged if a higher version exists, which TensorFlow
+        Serving would serve instead.
 
     Returns:
       The directories deleted.
@@ -81,13 +85,15 @@ def prune_export_dir(
         logger.warning("Cannot list %s to delete old exports: %s", base, e)
         return []
     newest = max(listing.versions, default=None)
-    if newest is not None and protected and max(protected) < newest:
-        logger.warning(
-            "Export %s has a higher version than the export just written (%d): a clock "
-            "elsewhere runs ahead, and TensorFlow Serving will serve that version",
-            listing.versions[newest],
-            max(protected),
-        )
+    if just_written is not None:
+        protected = {*protected, just_written}
+        if newest is not None and just_written < newest:
+            logger.warning(
+                "Export %s has a higher version than the export just written (%d): a clock "
+                "elsewhere runs ahead, and TensorFlow Serving will serve that version",
+                listing.versions[newest],
+                just_written,
+            )
     deleted = []
     for timestamp in stale_temp_dirs(listing.temp_dirs, newest):
         path = listing.temp_dirs[timestamp]

@@ -6,7 +6,7 @@ import datetime
 import numbers
 import os
 import posixpath
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 import numpy as np
 import tensorflow as tf
@@ -212,7 +212,17 @@ class BestExporter(tf.estimator.Exporter):
 
     def _restore(self, model_dir: str, export_path: str, current_step: Optional[int]) -> _RunState:
         """Finds the best result evaluated before `current_step`, from history and records."""
-        candidates: List[Best] = []
+        try:
+            exports = records.read_export_records(export_path)
+        except (tf.errors.OpError, OSError) as e:
+            logger.warning("%s: cannot list the exports in %s: %s", self._prefix, export_path, e)
+            exports = []
+        # Records first: on a tie the best is the one with an export on disk.
+        candidates = [
+            Best(e.eval_result, Source.RECORDS, e.path)
+            for e in exports
+            if e.eval_result is not None
+        ]
         events_note = "no event_file_pattern"
         if self._event_file_pattern:
             pattern = os.path.join(model_dir, self._event_file_pattern)
@@ -226,16 +236,6 @@ class BestExporter(tf.estimator.Exporter):
             ]
             candidates += [Best(r, Source.EVENTS) for r in earlier]
             events_note = f"{len(earlier)} earlier results in {history.files_read} event files"
-        try:
-            exports = records.read_export_records(export_path)
-        except (tf.errors.OpError, OSError) as e:
-            logger.warning("%s: cannot list the exports in %s: %s", self._prefix, export_path, e)
-            exports = []
-        candidates += [
-            Best(e.eval_result, Source.RECORDS, e.path)
-            for e in exports
-            if e.eval_result is not None
-        ]
         best, skipped = self._judge.best_of(candidates)
         for cause in skipped.values():
             self._warn_skipped(cause)
@@ -344,10 +344,11 @@ class BestExporter(tf.estimator.Exporter):
             )
             return
         logger.info(
-            "%s: restored the best result from %s: %s; %s, %d exports on disk under %s",
+            "%s: restored the best result from %s: %s (step %s); %s, %d exports on disk under %s",
             self._prefix,
             state.best.source.value,
-            self._describe_best(state.best),
+            self._judge.describe(state.best.eval_result),
+            state.best.step,
             events_note,
             exports_on_disk,
             state.export_path,

@@ -839,10 +839,10 @@ def test_each_decision_logs_one_line_with_value_best_step_and_reason(
     "setup, fragment",
     [
         ("nothing", "no earlier result found"),
-        ("events", "restored the best result from eval events: loss 0.25 (step 1, eval events)"),
+        ("events", "restored the best result from eval events: loss 0.25 (step 1)"),
         (
             "records",
-            "restored the best result from export records: loss 0.25 (step 1, export records)",
+            "restored the best result from export records: loss 0.25 (step 1)",
         ),
     ],
 )

@@ -52,13 +52,12 @@ class Outcome(enum.Enum):
 
     INVALID = "invalid"  # NaN or infinite: never exported, never the best.
     FIRST = "first"  # Nothing to compare against.
-    NOTHING_ON_DISK = "nothing on disk"  # No export to serve yet.
     IMPROVED = "improved"
     NOT_IMPROVED = "not improved"
 
     @property
     def exports(self) -> bool:
-        return self in (Outcome.FIRST, Outcome.NOTHING_ON_DISK, Outcome.IMPROVED)
+        return self in (Outcome.FIRST, Outcome.IMPROVED)
 
 
 class Judge:
@@ -131,11 +130,20 @@ class Judge:
                 cause.count += 1
         return best, skipped
 
-    def _is_judgeable(self, eval_result: Mapping[str, Any]) -> bool:
+    def check(self, eval_result: Mapping[str, Any]) -> None:
+        """Raises what the compare_fn raises on `eval_result`, if anything.
+
+        A result is compared with itself, so that a compare_fn that cannot judge
+        the results of this evaluation fails on the first one, not the second.
+        """
         if self._comparator is not None:
-            return math.isfinite(self._comparator.value(eval_result))
-        self.improves(eval_result, eval_result)  # Raises if it cannot be judged.
-        return True
+            self._comparator.value(eval_result)
+        else:
+            self.improves(eval_result, eval_result)
+
+    def _is_judgeable(self, eval_result: Mapping[str, Any]) -> bool:
+        self.check(eval_result)
+        return self.is_finite(eval_result)
 
 
 @dataclasses.dataclass
@@ -153,16 +161,13 @@ class SkippedCause:
     count: int = 0
 
 
-def decide(
-    judge: Judge, best: Optional[Best], current: EvalResult, export_on_disk: bool
-) -> Outcome:
+def decide(judge: Judge, best: Optional[Best], current: EvalResult) -> Outcome:
     """Decides whether the current evaluation is exported.
 
     Args:
       judge: the compare_fn's judge.
       best: the result to beat, if any.
       current: the current eval result.
-      export_on_disk: whether any version exists in the export directory.
 
     Returns:
       The outcome; `outcome.exports` tells whether to export.
@@ -174,10 +179,11 @@ def decide(
     if not judge.is_finite(current):
         return Outcome.INVALID
     if best is None:
+        judge.check(current)
         return Outcome.FIRST
     if judge.improves(best.eval_result, current):
         return Outcome.IMPROVED
-    return Outcome.NOT_IMPROVED if export_on_disk else Outcome.NOTHING_ON_DISK
+    return Outcome.NOT_IMPROVED
 
 
 def _format_number(value: Any) -> str:

@@ -6,7 +6,7 @@ import datetime
 import numbers
 import os
 import posixpath
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -40,7 +40,6 @@ class _RunState:
     export_path: str
     best: Optional[Best]
     best_export_path: Optional[str]
-    export_on_disk: bool
 
 
 class BestExporter(tf.estimator.Exporter):
@@ -184,7 +183,7 @@ class BestExporter(tf.estimator.Exporter):
         del is_the_final_export  # Every evaluation is judged alike.
         export_path = layout.as_path(export_path)
         state = self._state_for(estimator.model_dir, export_path, eval_result)
-        outcome = decide(self._judge, state.best, eval_result, state.export_on_disk)
+        outcome = decide(self._judge, state.best, eval_result)
         if not outcome.exports:
             self._log_skip(outcome, state, eval_result)
             return None
@@ -193,9 +192,7 @@ class BestExporter(tf.estimator.Exporter):
             return None
         previous = state.best
         state.best_export_path = layout.as_path(exported)
-        state.export_on_disk = True
-        if outcome is not Outcome.NOTHING_ON_DISK:
-            state.best = Best(dict(eval_result), Source.EVALUATION, state.best_export_path)
+        state.best = Best(dict(eval_result), Source.EVALUATION, state.best_export_path)
         self._log_export(outcome, previous, eval_result, state.best_export_path)
         self._prune(export_path, state, just_written=state.best_export_path)
         return exported
@@ -211,41 +208,58 @@ class BestExporter(tf.estimator.Exporter):
         return state
 
     def _restore(self, model_dir: str, export_path: str, current_step: Optional[int]) -> _RunState:
-        """Finds the best result evaluated before `current_step`, from history and records."""
+        """Finds the result a new model has to beat: the best of the models on disk.
+
+        Records value the exports this library wrote. Exports without a record
+        (written by `tf.estimator.BestExporter`, or with an unreadable one) are
+        valued by the eval event history before `current_step`, as the original
+        values them. The history is not consulted otherwise: a result in it whose
+        export failed or was killed has no model on disk, and holding it against
+        new models would keep serving a worse one.
+        """
         try:
             exports = records.read_export_records(export_path)
         except (tf.errors.OpError, OSError) as e:
             logger.warning("%s: cannot list the exports in %s: %s", self._prefix, export_path, e)
             exports = []
-        # Records first: on a tie the best is the one with an export on disk.
+        # Records first: on a tie the best is the one whose export is known.
         candidates = [
             Best(e.eval_result, Source.RECORDS, e.path)
             for e in exports
             if e.eval_result is not None
         ]
-        events_note = "no event_file_pattern"
-        if self._event_file_pattern:
-            pattern = os.path.join(model_dir, self._event_file_pattern)
-            history = read_eval_history(pattern)
-            # The evaluator writes the current result before calling export():
-            # it must not be held against itself.
-            earlier = [
-                r
-                for r in history.results
-                if current_step is None or r["global_step"] < current_step
-            ]
-            candidates += [Best(r, Source.EVENTS) for r in earlier]
-            events_note = f"{len(earlier)} earlier results in {history.files_read} event files"
+        disk_note = f"{len(exports)} exports on disk under {export_path}"
+        unrecorded = len(exports) - len(candidates)
+        if unrecorded:
+            history, history_note = self._history_before(model_dir, current_step)
+            candidates += history
+            disk_note += f", {unrecorded} of them without records, valued by {history_note}"
         best, skipped = self._judge.best_of(candidates)
         for cause in skipped.values():
             self._warn_skipped(cause)
         best_export_path = None
         if exports:
             best_export_path = best.export_path if best and best.export_path else exports[-1].path
-        state = _RunState(model_dir, export_path, best, best_export_path, bool(exports))
-        self._log_restore(state, events_note, len(exports))
+        state = _RunState(model_dir, export_path, best, best_export_path)
+        self._log_restore(state, disk_note)
         self._prune(export_path, state)
         return state
+
+    def _history_before(
+        self, model_dir: str, current_step: Optional[int]
+    ) -> Tuple[List[Best], str]:
+        """The eval results in the event history before `current_step`, and a note for the log."""
+        if not self._event_file_pattern:
+            return [], "nothing (event_file_pattern is None)"
+        history = read_eval_history(os.path.join(model_dir, self._event_file_pattern))
+        # The evaluator writes the current result before calling export(): it
+        # must not be held against itself.
+        earlier = [
+            Best(r, Source.EVENTS)
+            for r in history.results
+            if current_step is None or r["global_step"] < current_step
+        ]
+        return earlier, f"{len(earlier)} earlier results in {history.files_read} event files"
 
     def _write_export(
         self,
@@ -332,26 +346,21 @@ class BestExporter(tf.estimator.Exporter):
             return "none"
         return f"{self._judge.describe(best.eval_result)} (step {best.step}, {best.source.value})"
 
-    def _log_restore(self, state: _RunState, events_note: str, exports_on_disk: int) -> None:
+    def _log_restore(self, state: _RunState, disk_note: str) -> None:
         if state.best is None:
             logger.info(
-                "%s: no earlier result found (%s, %d exports on disk under %s); the first "
-                "valid evaluation will be exported",
+                "%s: no earlier result to beat (%s); the first valid evaluation will be exported",
                 self._prefix,
-                events_note,
-                exports_on_disk,
-                state.export_path,
+                disk_note,
             )
             return
         logger.info(
-            "%s: restored the best result from %s: %s (step %s); %s, %d exports on disk under %s",
+            "%s: restored the best result from %s: %s (step %s); %s",
             self._prefix,
             state.best.source.value,
             self._judge.describe(state.best.eval_result),
             state.best.step,
-            events_note,
-            exports_on_disk,
-            state.export_path,
+            disk_note,
         )
 
     def _log_skip(self, outcome: Outcome, state: _RunState, eval_result: Mapping[str, Any]) -> None:
@@ -386,11 +395,6 @@ class BestExporter(tf.estimator.Exporter):
         step = _step_of(eval_result)
         if outcome is Outcome.FIRST:
             reason = "the first export, nothing to compare with"
-        elif outcome is Outcome.NOTHING_ON_DISK:
-            reason = (
-                f"not better than the best {self._describe_best(previous)}, but there was no "
-                "export on disk to serve"
-            )
         else:
             reason = f"improves on the best {self._describe_best(previous)}"
         logger.info("%s: exported step %s: %s, %s -> %s", self._prefix, step, current, reason, path)

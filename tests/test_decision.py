@@ -19,36 +19,31 @@ def _accuracy_better(best_eval_result, current_eval_result):
 
 
 @pytest.mark.parametrize(
-    "best, current_loss, export_on_disk, outcome",
+    "best, current_loss, outcome",
     [
-        (None, 0.5, False, Outcome.FIRST),
-        (None, 0.5, True, Outcome.FIRST),
-        (_best(0.5), 0.4, True, Outcome.IMPROVED),
-        (_best(0.5), 0.4, False, Outcome.IMPROVED),
-        (_best(0.5), 0.5, True, Outcome.NOT_IMPROVED),  # A tie.
-        (_best(0.5), 0.6, True, Outcome.NOT_IMPROVED),
-        # Rule 4: nothing on disk to serve, so a valid result is exported anyway.
-        (_best(0.5), 0.6, False, Outcome.NOTHING_ON_DISK),
+        (None, 0.5, Outcome.FIRST),
+        (_best(0.5), 0.4, Outcome.IMPROVED),
+        (_best(0.5), 0.5, Outcome.NOT_IMPROVED),  # A tie.
+        (_best(0.5), 0.6, Outcome.NOT_IMPROVED),
         # Rule 1: NaN and infinity are never exported, whatever else holds.
-        (None, math.nan, False, Outcome.INVALID),
-        (None, math.inf, False, Outcome.INVALID),
-        (None, -math.inf, False, Outcome.INVALID),
-        (_best(0.5), math.nan, True, Outcome.INVALID),
-        (_best(0.5), -math.inf, False, Outcome.INVALID),
+        (None, math.nan, Outcome.INVALID),
+        (None, math.inf, Outcome.INVALID),
+        (None, -math.inf, Outcome.INVALID),
+        (_best(0.5), math.nan, Outcome.INVALID),
+        (_best(0.5), -math.inf, Outcome.INVALID),
     ],
 )
 def test_decide_applies_the_rules(
-    best: Optional[Best], current_loss: float, export_on_disk: bool, outcome: Outcome
+    best: Optional[Best], current_loss: float, outcome: Outcome
 ) -> None:
     current = {"loss": np.float32(current_loss), "global_step": np.int64(200)}
-    assert decide(Judge(loss_smaller), best, current, export_on_disk) is outcome
+    assert decide(Judge(loss_smaller), best, current) is outcome
 
 
 @pytest.mark.parametrize(
     "outcome, exports",
     [
         (Outcome.FIRST, True),
-        (Outcome.NOTHING_ON_DISK, True),
         (Outcome.IMPROVED, True),
         (Outcome.NOT_IMPROVED, False),
         (Outcome.INVALID, False),
@@ -60,13 +55,13 @@ def test_outcome_says_whether_to_export(outcome: Outcome, exports: bool) -> None
 
 def test_decide_with_min_delta_needs_the_least_improvement() -> None:
     judge = Judge(lower_is_better("loss", min_delta=0.1))
-    assert decide(judge, _best(0.5), {"loss": 0.45}, True) is Outcome.NOT_IMPROVED
-    assert decide(judge, _best(0.5), {"loss": 0.4}, True) is Outcome.IMPROVED
+    assert decide(judge, _best(0.5), {"loss": 0.45}) is Outcome.NOT_IMPROVED
+    assert decide(judge, _best(0.5), {"loss": 0.4}) is Outcome.IMPROVED
 
 
 def test_decide_raises_listing_the_metrics_when_current_lacks_the_metric() -> None:
     with pytest.raises(ValueError, match=r"\['accuracy', 'global_step'\]"):
-        decide(Judge(loss_smaller), None, {"accuracy": 0.9, "global_step": 1}, False)
+        decide(Judge(loss_smaller), None, {"accuracy": 0.9, "global_step": 1})
 
 
 @pytest.mark.parametrize("error", [KeyError, ValueError, TypeError, RuntimeError])
@@ -75,7 +70,7 @@ def test_decide_propagates_a_custom_compare_fn_error_on_the_current_result(error
         raise error("cannot judge current")
 
     with pytest.raises(error, match="cannot judge current"):
-        decide(Judge(fails_on_current), _best(0.5), {"loss": 0.1}, True)
+        decide(Judge(fails_on_current), _best(0.5), {"loss": 0.1})
 
 
 def test_custom_compare_fn_decides_alone_about_non_finite_values() -> None:
@@ -83,7 +78,7 @@ def test_custom_compare_fn_decides_alone_about_non_finite_values() -> None:
     judge = Judge(lambda best_eval_result, current_eval_result: True)
     assert judge.metric is None
     assert judge.is_finite({"loss": math.nan})
-    assert decide(judge, _best(0.5), {"loss": math.nan}, True) is Outcome.IMPROVED
+    assert decide(judge, _best(0.5), {"loss": math.nan}) is Outcome.IMPROVED
 
 
 def test_judge_calls_the_compare_fn_by_keyword() -> None:

@@ -254,9 +254,10 @@ def test_absolute_event_file_pattern_is_used_as_it_is(any_dir: str, tmp_path) ->
     # os.path.join(model_dir, pattern) keeps an absolute pattern, for ours as for the original.
     elsewhere = str(tmp_path / "elsewhere")
     support.write_legacy_events(elsewhere, [(1, {"loss": 0.25})])
+    _old_version(any_dir)  # Valued by the history, which the pattern finds.
     exporter = _exporter(event_file_pattern=os.path.join(elsewhere, "*.tfevents.*"))
 
-    assert _export(exporter, support.FakeEstimator(any_dir), 2, loss=0.5) is not None
+    assert _export(exporter, support.FakeEstimator(any_dir), 2, loss=0.5) is None
 
     assert exporter.best_eval_result == {"loss": 0.25, "global_step": 1}
 
@@ -474,15 +475,51 @@ def test_history_at_or_after_the_current_step_is_not_held_against_it(cls, any_di
         assert exporter.best_eval_result["global_step"] == 200
 
 
-def test_without_an_export_on_disk_a_valid_result_is_exported(any_dir: str) -> None:
+def test_without_an_export_on_disk_a_valid_result_is_exported_and_becomes_the_best(
+    any_dir: str,
+) -> None:
+    # A better result in the history has no model on disk to serve.
     _eval_events(any_dir, [(100, {"loss": 0.25})])
     exporter = _exporter()
+    estimator = support.FakeEstimator(any_dir)
 
-    exported = _export(exporter, support.FakeEstimator(any_dir), 200, loss=0.5)
+    exported = _export(exporter, estimator, 200, loss=0.5)
 
     assert exported is not None
-    assert exporter.best_eval_result == {"loss": 0.25, "global_step": 100}
+    assert exporter.best_eval_result["loss"] == pytest.approx(0.5)
     assert exporter.best_export_path == exported.decode()
+    # A model better than the one served is served next.
+    assert _export(exporter, estimator, 300, loss=0.4) is not None
+
+
+def test_result_whose_export_was_lost_is_not_held_against_later_ones_after_a_restart(
+    any_dir: str,
+) -> None:
+    """The evaluator was killed exporting step 20: its result is in the events, its model lost."""
+    estimator = support.FakeEstimator(any_dir)
+    _eval_events(any_dir, [(10, {"loss": 1.0})])
+    assert _export(_exporter(), estimator, 10, loss=1.0) is not None
+    _eval_events(any_dir, [(20, {"loss": 0.5})])  # Written; the export never finished.
+
+    restarted = _exporter()
+    exported = _export(restarted, estimator, 30, loss=0.7)
+
+    # Same as when the export fails without a restart: 0.7 beats the model on disk.
+    assert exported is not None
+    assert _versions(any_dir)[-1] == os.path.basename(exported.decode())
+    assert _export(restarted, estimator, 40, loss=0.8) is None
+
+
+def test_versions_without_records_are_valued_by_the_history_before_the_current_step(
+    any_dir: str,
+) -> None:
+    _old_version(any_dir)
+    _eval_events(any_dir, [(10, {"loss": 0.3}), (20, {"loss": 0.2}), (30, {"loss": 0.1})])
+    exporter = _exporter()
+
+    # Step 30 is the current result itself, already in the events.
+    assert _export(exporter, support.FakeEstimator(any_dir), 30, loss=0.1) is not None
+    assert exporter.best_eval_result["loss"] == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize(
@@ -838,8 +875,12 @@ def test_each_decision_logs_one_line_with_value_best_step_and_reason(
 @pytest.mark.parametrize(
     "setup, fragment",
     [
-        ("nothing", "no earlier result found"),
-        ("events", "restored the best result from eval events: loss 0.25 (step 1)"),
+        ("nothing", "no earlier result to beat (0 exports on disk under"),
+        (
+            "events",
+            "restored the best result from eval events: loss 0.25 (step 1); 1 exports on disk "
+            "under",
+        ),
         (
             "records",
             "restored the best result from export records: loss 0.25 (step 1)",
@@ -851,6 +892,7 @@ def test_restore_logs_where_the_best_came_from(
 ) -> None:
     estimator = support.FakeEstimator(any_dir)
     if setup == "events":
+        _old_version(any_dir)  # Without a record: valued by the history.
         _eval_events(any_dir, [(1, {"loss": 0.25})])
     if setup == "records":
         _export(_exporter(event_file_pattern=None), estimator, 1, loss=0.25)

@@ -48,9 +48,10 @@ class BestExporter(tf.estimator.Exporter):
     A drop-in replacement for `tf.estimator.BestExporter`, with the same
     constructor and behaviour where that one works, and these differences:
 
-    * After a restart the best result is restored from the eval event history
-      and from the records of the exports on disk, and a worse model is never
-      exported, so the newest export stays the best one.
+    * After a restart the best result is restored from the records of the
+      exports on disk (and, for exports without one, from the eval event
+      history), and a worse model is never exported, so the newest export stays
+      the best one.
     * The first evaluation is exported even though it is already in the events
       file; NaN and infinite results (with the built-in compare functions) are
       never exported and never become the best.

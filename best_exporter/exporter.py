@@ -79,8 +79,9 @@ class BestExporter(tf.estimator.Exporter):
       serving_input_receiver_fn: a function taking no arguments and returning a
         `tf.estimator.export.ServingInputReceiver`.
       event_file_pattern: a glob of the eval event files, relative to
-        `model_dir` (an absolute pattern is used as it is). With None, the best
-        result is restored from the export records alone.
+        `model_dir` (an absolute pattern is used as it is), read after a
+        restart to value exports written without records (by the original
+        exporter). With None, the best is restored from the records alone.
       compare_fn: a callable `compare_fn(best_eval_result,
         current_eval_result) -> bool`, True if the current result is better.
         `loss_smaller`, `lower_is_better(metric)` and `higher_is_better(metric)`

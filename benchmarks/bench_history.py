@@ -1,17 +1,32 @@
-"""Times reading eval history from a large eval events file, ours against the original.
+"""Times what a restarted exporter reads from disk, ours against the original.
 
-Writes a realistic eval events file (by default 20,000 evaluations of the 10 metrics
-a binary DNNClassifier reports, as in DESIGN.md "Measured traps") into a temporary
-directory, once with the legacy FileWriter that `Estimator.evaluate` uses
-(`simple_value` scalars) and once with TF2 `tf.summary.scalar` (tensor scalars, one
-event per value), then times, best of N runs, finding the best eval result with:
+Part 1, reading the eval history. Writes a realistic eval events file (by default
+20,000 evaluations of the 10 metrics a binary DNNClassifier reports, as in DESIGN.md
+"Measured traps") into a temporary directory, once with the legacy FileWriter that
+`Estimator.evaluate` uses (`simple_value` scalars) and once with TF2
+`tf.summary.scalar` (tensor scalars, one event per value), then times, best of N
+runs, finding the best eval result with:
 
 * the original `tf.estimator.BestExporter._get_best_eval_result`;
 * `best_exporter.history.read_eval_history` plus `Judge(loss_smaller).best_of`;
 * TensorBoard's loaders, for reference: `RawEventFileLoader` (records only),
   `LegacyEventFileLoader` (parsed events) and `EventFileLoader` (with data migration).
 
-and the peak Python memory (tracemalloc) of ours and of the original. Run:
+and the peak Python memory (tracemalloc) of ours and of the original.
+
+Part 2, restart cost. On a model_dir holding the legacy events file in eval/ and 5
+exports under export/best_exporter/, times the first `export()` call of a freshly
+constructed exporter, with a result that is no improvement, for:
+
+* the original `tf.estimator.BestExporter`, which reads the whole events file (and
+  then exports unconditionally, its first call being its first export);
+* ours, with 5 exports that have records: the history is not read;
+* ours, with 5 exports without records (written by the original): the history is read.
+
+The estimator is tests/support.py's `FakeEstimator`, whose `export_saved_model`
+writes a small version directory, so an export costs milliseconds, not a SavedModel.
+Each run starts from the same export directory, restored before the run, untimed.
+Run:
 
     /work/venv/bin/python benchmarks/bench_history.py [--evals 20000] [--repeats 5]
 """
@@ -33,9 +48,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorboard.backend.event_processing import event_file_loader  # noqa: E402
 
+from best_exporter import BestExporter  # noqa: E402
 from best_exporter.compare import loss_smaller  # noqa: E402
 from best_exporter.decision import Best, Judge, Source  # noqa: E402
 from best_exporter.history import read_eval_history  # noqa: E402
+
+# The tests' FakeEstimator: the same stand-in the unit tests export with.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+from support import FakeEstimator  # noqa: E402
 
 # The eval metrics of a binary tf.estimator.DNNClassifier: 10, `loss` among them.
 METRICS = (
@@ -108,7 +128,8 @@ def _only_file(log_dir: str) -> str:
 
 
 def _stub_receiver_fn():
-    raise AssertionError("not called: no export happens here")
+    # Reading history exports nothing, and FakeEstimator builds no graph.
+    raise AssertionError("not called: no real export happens here")
 
 
 @functools.lru_cache(maxsize=None)
@@ -172,17 +193,25 @@ READERS: List[Tuple[str, Callable[[str], str], bool]] = [
 # Measuring.
 
 
-def min_time(fn: Callable[[], Any], repeats: int, budget: float) -> Tuple[float, float, int, Any]:
+def min_time(
+    fn: Callable[[], Any],
+    repeats: int,
+    budget: float,
+    setup: Optional[Callable[[], None]] = None,
+) -> Tuple[float, float, int, Any]:
     """Best-effort min of `repeats` runs, stopping early once `budget` seconds are spent.
 
     Returns the least wall time and the least CPU time of this process (steadier on a
     shared machine), the number of runs and the last result. Garbage collection is
-    off during each run, as in `timeit`.
+    off during each run, as in `timeit`. `setup`, if given, runs before each run,
+    untimed.
     """
     walls, cpus = [], []
     result = None
     started = time.perf_counter()
     while len(walls) < repeats:
+        if setup is not None:
+            setup()
         gc.collect()
         gc.disable()
         try:
@@ -225,29 +254,213 @@ def run(
     return rows
 
 
-def _print_table(title: str, rows: List[Dict[str, Any]]) -> None:
+MEMORY_NOTE = (
+    "peak MiB: Python allocations (tracemalloc). Protobuf (upb) and TensorFlow's C++ "
+    "buffers are not seen: the original, which holds one event at a time, shows ~0."
+)
+
+
+def _print_table(
+    title: str,
+    rows: List[Dict[str, Any]],
+    what: str = "reader",
+    found: str = "found",
+    note: str = MEMORY_NOTE,
+    unit: str = "s",
+) -> None:
     base = rows[0] if rows and "original" in rows[0]["name"] else None
+    scale = {"s": 1.0, "ms": 1e3}[unit]
 
     def ratio(row: Dict[str, Any], key: str) -> str:
-        return f"{row[key] / base[key]:.2f}x" if base else "-"
+        if not base:
+            return "-"
+        value = row[key] / base[key]
+        return f"{value:.2f}x" if value >= 0.1 else f"{value:.3f}x"
 
     print(f"\n{title}")
     header = (
-        f"{'reader':<46}{'wall s':>8}{'vs orig':>9}{'cpu s':>8}{'vs orig':>9}{'runs':>5}"
-        f"{'peak MiB':>10}  found"
+        f"{what:<46}{'wall ' + unit:>8}{'vs orig':>9}{'cpu ' + unit:>8}{'vs orig':>9}{'runs':>5}"
+        f"{'peak MiB':>10}  {found}"
     )
     print(header)
     print("-" * (len(header) + 24))
     for row in rows:
         memory = f"{row['memory']:.1f}" if row["memory"] is not None else "-"
         print(
-            f"{row['name']:<46}{row['time']:>8.3f}{ratio(row, 'time'):>9}{row['cpu']:>8.3f}"
-            f"{ratio(row, 'cpu'):>9}{row['runs']:>5}{memory:>10}  {row['found']}"
+            f"{row['name']:<46}{row['time'] * scale:>8.3f}{ratio(row, 'time'):>9}"
+            f"{row['cpu'] * scale:>8.3f}{ratio(row, 'cpu'):>9}{row['runs']:>5}{memory:>10}  "
+            f"{row['found']}"
         )
-    print(
-        "peak MiB: Python allocations (tracemalloc). Protobuf (upb) and TensorFlow's C++ "
-        "buffers are not seen: the original, which holds one event at a time, shows ~0."
+    print(note)
+
+
+# ----------------------------------------------------------------------------
+# Part 2, restart cost: the first export() of a new exporter on a model_dir with a
+# long eval history and exports on disk.
+
+EXPORTS = 5
+# Versions are 10-digit timestamps; the exports on disk take the first ones, a
+# version written during a timed run comes after them.
+FIRST_VERSION = 1_700_000_000
+RUN_VERSION = FIRST_VERSION + 1000
+
+
+def _eval_result(values: np.ndarray, tags: List[str], index: int) -> Dict[str, Any]:
+    """Row `index` of the history as `Estimator.evaluate` returns it."""
+    result: Dict[str, Any] = {"global_step": np.int64((index + 1) * STEPS_PER_EVAL)}
+    result.update({tag: np.float32(value) for tag, value in zip(tags, values[index])})
+    return result
+
+
+def _restart_plan(values: np.ndarray, tags: List[str]) -> Optional[Tuple[List[int], int]]:
+    """The rows that were exported before the restart, and the row evaluated after it.
+
+    The evaluation after the restart is the newest row that is no improvement on the
+    rows before it (the evaluator wrote it to the events file before calling
+    export()); the exports are the last `EXPORTS` improvements before it, as a
+    BestExporter with `exports_to_keep=EXPORTS` would have left them. None if
+    every row improves on the rows before it.
+    """
+    loss = values[:, tags.index("loss")].astype(np.float64)
+    best_before = np.concatenate([[np.inf], np.minimum.accumulate(loss)[:-1]])
+    improves = loss < best_before
+    if improves.all():
+        return None
+    current = int(np.flatnonzero(~improves)[-1])
+    exported = [int(i) for i in np.flatnonzero(improves[:current])[-EXPORTS:]]
+    return exported, current
+
+
+def _touch(path: str, text: str = "") -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _checkpoint(model_dir: str, step: int) -> str:
+    """A checkpoint prefix whose `.index` exists, as our exporter checks before exporting."""
+    prefix = os.path.join(model_dir, f"model.ckpt-{step}")
+    _touch(prefix + ".index")
+    return prefix
+
+
+def _write_exports_with_records(
+    template: str, model_dir: str, values: np.ndarray, tags: List[str], rows: List[int]
+) -> None:
+    """Exports `rows`, each an improvement, with our exporter: versions with records."""
+    exporter = BestExporter(
+        serving_input_receiver_fn=_stub_receiver_fn, event_file_pattern=None, exports_to_keep=None
     )
+    estimator = FakeEstimator(model_dir, first_version=FIRST_VERSION)
+    for row in rows:
+        result = _eval_result(values, tags, row)
+        checkpoint = _checkpoint(model_dir, int(result["global_step"]))
+        if exporter.export(estimator, template, checkpoint, result, False) is None:
+            raise AssertionError(f"row {row} was meant to be an improvement")
+
+
+def _write_exports_without_records(template: str, versions: int) -> None:
+    """Version directories as the original exporter leaves them: no assets.extra."""
+    for version in range(FIRST_VERSION, FIRST_VERSION + versions):
+        _touch(os.path.join(template, str(version), "saved_model.pb"), "fake")
+
+
+class RestartRun:
+    """One restart: the export directory restored from a template, a new exporter, one export().
+
+    Args:
+      exporter_class: `tf.estimator.BestExporter` or ours.
+      model_dir: the model directory, with the eval events in `eval/`.
+      template: the export directory to start each run from.
+      eval_result: the result of the evaluation after the restart.
+      checkpoint: its checkpoint.
+    """
+
+    def __init__(
+        self,
+        exporter_class: type,
+        model_dir: str,
+        template: str,
+        eval_result: Dict[str, Any],
+        checkpoint: str,
+    ):
+        self.exporter_class = exporter_class
+        self.model_dir = model_dir
+        self.export_path = os.path.join(model_dir, "export", "best_exporter")
+        self.template = template
+        self.eval_result = eval_result
+        self.checkpoint = checkpoint
+        self.exporter: Any = None
+        self.estimator: Any = None
+
+    def setup(self) -> None:
+        """Untimed: the same disk state and a fresh exporter for every run."""
+        shutil.rmtree(self.export_path, ignore_errors=True)
+        shutil.copytree(self.template, self.export_path)
+        # Both exporters default to eval/*.tfevents.* and exports_to_keep=5.
+        self.exporter = self.exporter_class(serving_input_receiver_fn=_stub_receiver_fn)
+        self.estimator = FakeEstimator(self.model_dir, first_version=RUN_VERSION)
+
+    def __call__(self) -> Any:
+        return self.exporter.export(
+            self.estimator, self.export_path, self.checkpoint, self.eval_result, False
+        )
+
+    def describe(self, exported: Any) -> str:
+        """What the last run did, for the table (untimed)."""
+        versions = sorted(name for name in os.listdir(self.export_path) if name.isdigit())
+        kept = f"{len(versions)} versions on disk, oldest {versions[0] if versions else '-'}"
+        if exported:
+            return f"exported {os.path.basename(exported.decode())}; {kept}"
+        best = self.exporter.best_eval_result
+        return f"not exported, best loss {best['loss']:.6g} (step {best['global_step']}); {kept}"
+
+
+def run_restart(
+    root: str, model_dir: str, values: np.ndarray, tags: List[str], repeats: int, budget: float
+) -> List[Dict[str, Any]]:
+    """Times the first export() after a restart on `model_dir`; prints and returns the rows."""
+    plan = _restart_plan(values, tags)
+    if plan is None:
+        print("\nNo restart cost: every evaluation improves on those before it")
+        return []
+    exported, current = plan
+    with_records = os.path.join(root, "templates", "with_records")
+    without_records = os.path.join(root, "templates", "without_records")
+    _write_exports_with_records(with_records, model_dir, values, tags, exported)
+    _write_exports_without_records(without_records, len(exported))
+    eval_result = _eval_result(values, tags, current)
+    checkpoint = _checkpoint(model_dir, int(eval_result["global_step"]))
+    print(
+        f"\nRestart at step {int(eval_result['global_step'])}, loss "
+        f"{eval_result['loss']:.6g}; {len(exported)} exports on disk, of steps "
+        f"{', '.join(str((i + 1) * STEPS_PER_EVAL) for i in exported)}"
+    )
+    cases = [
+        ("original tf.estimator.BestExporter", tf.estimator.BestExporter, without_records),
+        ("ours, exports with records", BestExporter, with_records),
+        ("ours, exports without records", BestExporter, without_records),
+    ]
+    rows = []
+    for name, exporter_class, template in cases:
+        case = RestartRun(exporter_class, model_dir, template, eval_result, checkpoint)
+        case.setup()
+        case()  # Warm-up: imports, first-call caches, the page cache.
+        wall, cpu, runs, result = min_time(case, repeats, budget, setup=case.setup)
+        found = case.describe(result)
+        case.setup()
+        memory = peak_memory(case)
+        rows.append(dict(name=name, time=wall, cpu=cpu, runs=runs, found=found, memory=memory))
+    shutil.rmtree(os.path.join(model_dir, "export"), ignore_errors=True)
+    _print_table(
+        "first export() after a restart",
+        rows,
+        what="exporter",
+        found="what it did",
+        note="peak MiB: Python allocations (tracemalloc) during the export() call.",
+        unit="ms",
+    )
+    return rows
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -269,13 +482,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     values = _values(args.evals, args.metrics)
     tags = _tags(args.metrics)
     root = tempfile.mkdtemp(prefix="bench_history-")
+    started_all = time.perf_counter()
     try:
         print(
             f"TensorFlow {tf.__version__}, Python {sys.version.split()[0]}, "
             f"{os.cpu_count()} CPUs; min of up to {args.repeats} runs"
         )
+        model_dirs = {}
         for label, write in (("legacy simple_value", write_legacy), ("TF2 tensor", write_tf2)):
-            log_dir = os.path.join(root, label.split()[0])
+            # Each file in the eval/ directory of a model_dir, where Estimator puts it.
+            model_dirs[label] = os.path.join(root, label.split()[0])
+            log_dir = os.path.join(model_dirs[label], "eval")
             started = time.perf_counter()
             path = write(log_dir, values, tags)
             size = os.path.getsize(path) / 1e6
@@ -290,6 +507,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 args.budget,
                 skip,
             )
+        if "loss" in tags:
+            run_restart(
+                root, model_dirs["legacy simple_value"], values, tags, args.repeats, args.budget
+            )
+        else:
+            print("\nNo restart cost: it compares `loss`, and --metrics leaves it out")
+        print(f"\nTotal {time.perf_counter() - started_all:.0f} s")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -1,7 +1,7 @@
 """Times what a restarted exporter reads from disk, ours against the original.
 
 Part 1, reading the eval history. Writes a realistic eval events file (by default
-20,000 evaluations of the 10 metrics a binary DNNClassifier reports, as in DESIGN.md
+20,000 evaluations of the 10 metrics a binary DNNClassifier reports, as in docs/design.md
 "Measured traps") into a temporary directory, once with the legacy FileWriter that
 `Estimator.evaluate` uses (`simple_value` scalars) and once with TF2
 `tf.summary.scalar` (tensor scalars, one event per value), then times, best of N

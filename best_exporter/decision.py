@@ -1,6 +1,6 @@
 """The rules of the decision, as pure functions over eval results.
 
-No file is read here. `Judge` wraps a compare_fn with the rules of DESIGN.md:
+No file is read here. `Judge` wraps a compare_fn with the rules of docs/design.md:
 NaN and infinite results of the built-in compare functions never count, a
 history entry the compare_fn cannot judge is skipped rather than fatal, and
 `decide` says whether one evaluation is exported and why.

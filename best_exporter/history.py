@@ -9,7 +9,7 @@ read costs at most the rest of that file and one log line, never an exception.
 Records come from TensorBoard's `RawEventFileLoader`, which stops quietly at a
 truncated or corrupt record. Its subclass `EventFileLoader` is avoided on purpose:
 its data migration makes it about 28 times slower than the original exporter's
-reader (DESIGN.md, "Measured traps"), and it does nothing we need.
+reader (docs/design.md, "Measured traps"), and it does nothing we need.
 """
 
 import dataclasses

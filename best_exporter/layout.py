@@ -49,6 +49,18 @@ def record_path(version_dir: str) -> str:
     return os.path.join(version_dir, "assets.extra", RECORD_ASSET_NAME)
 
 
+def has_saved_model(version_dir: str) -> bool:
+    """Whether a version directory holds the SavedModel proto that Serving loads.
+
+    Raises:
+      tf.errors.OpError: if the filesystem cannot tell (anything but "not found").
+    """
+    return any(
+        tf.io.gfile.exists(os.path.join(version_dir, name))
+        for name in ("saved_model.pb", "saved_model.pbtxt")
+    )
+
+
 def missing_export_parts(version_dir: str) -> List[str]:
     """Names what a version written by this library lacks: its SavedModel or its record.
 
@@ -59,10 +71,7 @@ def missing_export_parts(version_dir: str) -> List[str]:
       The missing parts' names; empty for a complete export.
     """
     missing = []
-    if not any(
-        tf.io.gfile.exists(os.path.join(version_dir, name))
-        for name in ("saved_model.pb", "saved_model.pbtxt")
-    ):
+    if not has_saved_model(version_dir):
         missing.append("saved_model.pb")
     if not tf.io.gfile.exists(record_path(version_dir)):
         missing.append(f"assets.extra/{RECORD_ASSET_NAME}")

@@ -22,7 +22,7 @@ import json
 import math
 import numbers
 import uuid
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -49,11 +49,17 @@ class ExportRecord:
       path: the version directory.
       record: the parsed `eval_result.json`, or None for a version without one
         (written by `tf.estimator.BestExporter`, or unreadable).
+      complete: whether the version holds a SavedModel (`saved_model.pb` or
+        `saved_model.pbtxt`), which TensorFlow Serving can load.
+      problem: why the version's record exists but cannot be used (unreadable
+        or invalid), or None when the record is fine or absent.
     """
 
     version: int
     path: str
     record: Optional[Dict[str, Any]]
+    complete: bool = True
+    problem: Optional[str] = None
 
     @property
     def eval_result(self) -> Optional[Dict[str, float]]:
@@ -187,15 +193,32 @@ def read_record(version_dir: str) -> Optional[Dict[str, Any]]:
       The record, or None when there is none (an export by another exporter) or
       it cannot be read (logged as a warning).
     """
+    return _read_record_or_problem(version_dir)[0]
+
+
+def _read_record_or_problem(version_dir: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+    """The record of a version, or None and why an existing record cannot be used."""
     path = layout.record_path(version_dir)
     try:
         if not tf.io.gfile.exists(path):
-            return None
+            return None, None
         with tf.io.gfile.GFile(path, "rb") as f:
-            return loads_record(f.read())
+            return loads_record(f.read()), None
     except (tf.errors.OpError, OSError, ValueError) as e:
         logger.warning("Ignoring unreadable export record %s: %s", path, e)
-        return None
+        return None, f"{type(e).__name__}: {e}"
+
+
+def read_export(version: int, version_dir: str) -> ExportRecord:
+    """Reads what one version directory holds: its record and whether it is complete."""
+    record, problem = _read_record_or_problem(version_dir)
+    return ExportRecord(
+        version=version,
+        path=version_dir,
+        record=record,
+        complete=layout.has_saved_model(version_dir),
+        problem=problem,
+    )
 
 
 def read_export_records(export_dir_base: Union[str, bytes]) -> List[ExportRecord]:
@@ -214,7 +237,4 @@ def read_export_records(export_dir_base: Union[str, bytes]) -> List[ExportRecord
       tf.errors.OpError: if the directory exists but cannot be listed.
     """
     versions = layout.list_export_dir(export_dir_base).versions
-    return [
-        ExportRecord(version=version, path=path, record=read_record(path))
-        for version, path in sorted(versions.items())
-    ]
+    return [read_export(version, path) for version, path in sorted(versions.items())]

@@ -245,7 +245,7 @@ def test_evaluator_killed_after_its_first_export_never_exports_a_worse_model(mak
             marks=pytest.mark.xfail(
                 raises=launcher.ClusterError,
                 strict=True,
-                reason="DESIGN.md: the original's export_saved_model raises ValueError on the "
+                reason="docs/design.md: the original's export_saved_model raises ValueError on the "
                 "deleted checkpoint and kills the evaluator",
             ),
         ),

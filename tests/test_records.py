@@ -290,3 +290,30 @@ def test_exports_leave_nothing_behind_in_the_staging_area(any_dir: str) -> None:
 
     assert len(estimator.calls) == 3
     assert _staging_leftovers() == []
+
+
+def test_read_export_records_tells_complete_versions_and_unusable_records(tmp_path) -> None:
+    base = str(tmp_path / "export" / "best")
+    good = os.path.join(base, str(V + 1))
+    _write(os.path.join(good, "saved_model.pb"), "model")
+    _write(
+        os.path.join(good, "assets.extra", "eval_result.json"),
+        records.dumps_record({"global_step": 1, "metrics": {"loss": 0.5}}),
+    )
+    half = os.path.join(base, str(V + 2))  # A record, but no SavedModel.
+    _write(
+        os.path.join(half, "assets.extra", "eval_result.json"),
+        records.dumps_record({"global_step": 2, "metrics": {"loss": 0.25}}),
+    )
+    garbled = os.path.join(base, str(V + 3))
+    _write(os.path.join(garbled, "saved_model.pbtxt"), "model")
+    _write(os.path.join(garbled, "assets.extra", "eval_result.json"), "{truncated")
+
+    exports = read_export_records(base)
+
+    assert [(e.complete, e.record is not None, e.problem is not None) for e in exports] == [
+        (True, True, False),
+        (False, True, False),
+        (True, False, True),
+    ]
+    assert "JSONDecodeError" in exports[2].problem

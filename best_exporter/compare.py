@@ -11,6 +11,7 @@ reject a result that lacks it (a configuration error) or holds NaN or infinity
 (never exported, never the best), and can name the metric in its log lines.
 """
 
+import difflib
 import functools
 import inspect
 import math
@@ -86,15 +87,11 @@ class MetricComparator:
 
         Raises:
           ValueError: if `eval_result` is empty, lacks the metric, or its value is
-            not a number. The message lists the metrics that the result has.
+            not a number. The message lists the metrics that the result has and
+            suggests the closest one, compared in the same direction.
         """
         if not eval_result or self._metric not in eval_result:
-            available = sorted(eval_result) if eval_result else []
-            raise ValueError(
-                f"The eval result has no metric {self._metric!r} to compare; it has "
-                f"{available}. Pass a compare_fn for one of those, e.g. "
-                f"lower_is_better({available[0] if available else 'loss'!r})."
-            )
+            raise ValueError(self._missing_metric_message(eval_result))
         raw = eval_result[self._metric]
         try:
             return float(raw)
@@ -102,6 +99,22 @@ class MetricComparator:
             raise ValueError(
                 f"Metric {self._metric!r} must be a number to be compared. " f"Received: {raw!r}"
             ) from None
+
+    def _missing_metric_message(self, eval_result: Optional[EvalResult]) -> str:
+        """Says which metrics the result has, and suggests the closest one in our direction."""
+        available = sorted(str(name) for name in eval_result) if eval_result else []
+        message = f"The eval result has no metric {self._metric!r} to compare; it has {available}."
+        candidates = [name for name in available if name != "global_step"]
+        # A typo (`acuracy`) is the common cause: suggest the nearest name with
+        # the same direction, so that following the hint keeps the best models.
+        close = difflib.get_close_matches(self._metric, candidates, n=1, cutoff=0.5)
+        if close:
+            suggestion = MetricComparator(close[0], self._higher_is_better, self._min_delta)
+            return f"{message} Did you mean {suggestion!r}?"
+        if not candidates:
+            return message
+        factory = "higher_is_better" if self._higher_is_better else "lower_is_better"
+        return f"{message} Pass {factory}() with one of those names, or a compare_fn of your own."
 
     def improvement(self, best: float, current: float) -> float:
         """How much better `current` is than `best`; negative if it is worse."""

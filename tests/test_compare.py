@@ -90,6 +90,38 @@ def test_missing_metric_raises_listing_the_metrics_the_result_has(best, current)
         loss_smaller(best, current)
 
 
+@pytest.mark.parametrize(
+    "compare_fn, result, hint",
+    [
+        # A typo: the closest name, in the direction the user asked for.
+        (higher_is_better("acuracy"), {"accuracy": 0.9, "loss": 0.3}, "higher_is_better('accuracy')"),
+        (lower_is_better("los"), {"accuracy": 0.9, "loss": 0.3}, "lower_is_better('loss')"),
+        (lower_is_better("loss"), {"average_loss": 0.3, "auc": 0.8}, "lower_is_better('average_loss')"),
+        (
+            higher_is_better("auc_precision", min_delta=0.01),
+            {"auc_precision_recall": 0.7, "loss": 0.3},
+            "higher_is_better('auc_precision_recall', min_delta=0.01)",
+        ),
+    ],
+)
+def test_missing_metric_hint_suggests_the_closest_metric_in_the_same_direction(
+    compare_fn, result, hint: str
+) -> None:
+    with pytest.raises(ValueError) as raised:
+        compare_fn(result, result)
+    assert f"Did you mean {hint}?" in str(raised.value)
+
+
+def test_missing_metric_hint_without_a_close_name_lists_the_metrics_and_keeps_the_direction() -> None:
+    with pytest.raises(ValueError) as raised:
+        result = {"accuracy": 0.9, "global_step": 3}
+        higher_is_better("f1")(result, result)
+    message = str(raised.value)
+    assert "it has ['accuracy', 'global_step']" in message
+    assert "Pass higher_is_better() with one of those names" in message
+    assert "lower_is_better" not in message
+
+
 @pytest.mark.parametrize("empty", [None, {}])
 def test_empty_result_raises_value_error(empty) -> None:
     with pytest.raises(ValueError, match=r"no metric 'loss' to compare; it has \[\]"):

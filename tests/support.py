@@ -25,7 +25,9 @@ class FakeEstimator:
       first_version: the version number of the first export; each export takes
         the next one, so tests need not wait for the clock as Estimator does.
       error: if set, `export_saved_model` raises it (after writing a temp dir,
-        as a failing real export does).
+        as a failing real export does). As a real one, it also raises if
+        `checkpoint_path` does not exist, and if an `assets_extra` source does
+        not (NotFoundError, from copying it).
     """
 
     def __init__(self, model_dir: str, first_version: int = 1_700_000_000, error=None):
@@ -57,6 +59,9 @@ class FakeEstimator:
         tf.io.gfile.makedirs(temp)
         if self.error is not None:
             raise self.error
+        if checkpoint_path is not None and not _checkpoint_exists(checkpoint_path):
+            # What tf.compat.v1.train.Saver.restore raises inside a real export.
+            raise ValueError(f"The passed save_path is not a valid checkpoint: {checkpoint_path}")
         with tf.io.gfile.GFile(os.path.join(temp, "saved_model.pb"), "w") as f:
             f.write("fake")
         for destination, source in (assets_extra or {}).items():
@@ -66,6 +71,11 @@ class FakeEstimator:
         final = os.path.join(base, str(version))
         tf.io.gfile.rename(temp, final)
         return final.encode()
+
+
+def _checkpoint_exists(checkpoint_path) -> bool:
+    prefix = checkpoint_path.decode() if isinstance(checkpoint_path, bytes) else checkpoint_path
+    return tf.io.gfile.exists(prefix + ".index") or tf.io.gfile.exists(prefix)
 
 
 def serving_input_receiver_fn_stub():

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 from typing import Any, Callable, Dict, List, Optional
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -244,10 +245,41 @@ def test_non_path_assets_extra_source_raises_naming_it(source, shown: str) -> No
         _exporter(assets_extra={"vocab.txt": source})
 
 
-def test_missing_assets_extra_source_raises_naming_it(tmp_path) -> None:
-    missing = str(tmp_path / "missing.txt")
+@pytest.mark.parametrize("cls", [OURS, ORIGINAL])
+def test_assets_extra_sources_are_not_opened_at_construction(cls, tmp_path) -> None:
+    # Unit tests pass placeholder paths with a mocked estimator, as upstream's do.
+    exporter = _exporter(cls, assets_extra={"vocab.txt": str(tmp_path / "not-yet.txt")})
+    assert exporter.name == "best_exporter"
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        OURS,
+        original_fails(
+            "a missing source surfaces as a bare NotFoundError from a copy inside Estimator",
+            tf.errors.NotFoundError,
+        ),
+    ],
+)
+def test_missing_assets_extra_source_fails_the_first_export_naming_it(cls, any_dir: str) -> None:
+    missing = os.path.join(any_dir, "missing.txt")
+    exporter = _exporter(cls, assets_extra={"vocab.txt": missing})
     with pytest.raises(ValueError, match=rf"source file '{missing}' \(for 'vocab.txt'\) does not"):
-        _exporter(assets_extra={"vocab.txt": missing})
+        _export(exporter, support.FakeEstimator(any_dir), 1, loss=0.5)
+    assert _versions(any_dir) == []
+
+
+def test_missing_assets_extra_source_is_never_taken_for_a_transient_failure(any_dir: str) -> None:
+    # The copy raises NotFoundError, a transient error elsewhere: it must not
+    # make every export fail silently.
+    missing = os.path.join(any_dir, "missing.txt")
+    exporter = _exporter(assets_extra={"vocab.txt": missing})
+    estimator = support.FakeEstimator(any_dir)
+    for step in (1, 2):
+        with pytest.raises(ValueError, match="missing.txt") as raised:
+            _export(exporter, estimator, step, loss=0.5 / step)
+        assert isinstance(raised.value.__cause__, tf.errors.NotFoundError)
 
 
 def test_absolute_event_file_pattern_is_used_as_it_is(any_dir: str, tmp_path) -> None:
@@ -732,10 +764,22 @@ def test_missing_checkpoint_is_not_exported(any_dir: str, caplog: pytest.LogCapt
     with caplog.at_level(logging.INFO, logger=LOGGER):
         assert _export(exporter, estimator, 100, checkpoint=missing, loss=0.5) is None
 
-    assert estimator.calls == []
+    # The estimator is asked first; the missing checkpoint explains its failure.
+    assert [call["checkpoint_path"] for call in estimator.calls] == [missing]
     (warning,) = _messages(caplog, logging.WARNING)
-    assert f"exporting checkpoint {missing} failed: the checkpoint no longer exists" in warning
+    assert f"exporting checkpoint {missing} failed: the checkpoint no longer exists (Value" in warning
     assert exporter.best_eval_result is None
+
+
+@pytest.mark.parametrize("cls", [OURS, ORIGINAL])
+def test_checkpoint_path_is_passed_to_the_estimator_without_a_check(cls, any_dir: str) -> None:
+    # An estimator that can export it (or a mock) decides, not the exporter.
+    estimator = mock.Mock(spec=tf.estimator.Estimator, model_dir=any_dir)
+    estimator.export_saved_model.return_value = b"exported"
+    tf.io.gfile.makedirs(_export_path(any_dir))  # The original lists it to prune.
+    exporter = _exporter(cls)
+    assert _export(exporter, estimator, 1, checkpoint="checkpoint_path", loss=0.5) == b"exported"
+    assert estimator.export_saved_model.call_args.kwargs["checkpoint_path"] == "checkpoint_path"
 
 
 class _RetentionRacingEstimator(support.FakeEstimator):
@@ -924,3 +968,105 @@ def test_numpy_eval_results_are_accepted(any_dir: str) -> None:
         support.FakeEstimator(any_dir), _export_path(any_dir), None, result, True
     )
     assert path is not None
+
+
+# ----------------------------------------------------------------------------
+# The completeness check of what the estimator returned: it verifies only a
+# version directory written under export_path, and never raises.
+
+
+class _LossyRenameEstimator(support.FakeEstimator):
+    """Publishes a version whose SavedModel got lost on the way (a non-atomic rename)."""
+
+    def export_saved_model(self, export_dir_base, serving_input_receiver_fn, **kwargs):
+        exported = super().export_saved_model(export_dir_base, serving_input_receiver_fn, **kwargs)
+        tf.io.gfile.remove(os.path.join(exported.decode(), "saved_model.pb"))
+        return exported
+
+
+def test_incomplete_version_is_removed_and_not_the_best(
+    any_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = _exporter()
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        assert _export(exporter, _LossyRenameEstimator(any_dir), 1, loss=0.5) is None
+    assert _versions(any_dir) == []
+    assert exporter.best_eval_result is None
+    (warning,) = _messages(caplog, logging.WARNING)
+    assert "lacks saved_model.pb, so it was removed" in warning
+
+
+def _mock_estimator(model_dir: str, returned: Any) -> mock.Mock:
+    estimator = mock.Mock(spec=tf.estimator.Estimator, model_dir=model_dir)
+    if returned is not _DEFAULT:
+        estimator.export_saved_model.return_value = returned
+    return estimator
+
+
+_DEFAULT = object()
+
+
+@pytest.mark.parametrize(
+    "returned",
+    [
+        pytest.param("export_result_path", id="plain-string"),
+        pytest.param(b"export_result_path", id="plain-bytes"),
+        pytest.param(_DEFAULT, id="a-mock"),
+        pytest.param(None, id="none"),
+        pytest.param("{export_path}/1700000000", id="version-nobody-wrote"),
+        pytest.param("/elsewhere/1700000000", id="version-elsewhere"),
+    ],
+)
+@pytest.mark.parametrize("cls", [OURS, ORIGINAL])
+def test_what_the_estimator_returns_is_returned_unchanged(cls, returned, any_dir: str) -> None:
+    export_path = _export_path(any_dir)
+    tf.io.gfile.makedirs(export_path)  # The original lists it to prune.
+    if isinstance(returned, str):
+        returned = returned.format(export_path=export_path)
+    estimator = _mock_estimator(any_dir, returned)
+    result = _export(_exporter(cls), estimator, 1, loss=0.5)
+    expected = estimator.export_saved_model.return_value
+    assert result is expected
+    assert estimator.export_saved_model.call_count == 1
+
+
+def test_unverifiable_return_keeps_the_result_as_the_best(any_dir: str) -> None:
+    exporter = _exporter()
+    estimator = _mock_estimator(any_dir, _DEFAULT)
+    assert _export(exporter, estimator, 1, loss=0.5) is not None
+    assert exporter.best_eval_result == {"loss": 0.5, "global_step": 1}
+    assert exporter.best_export_path is None  # A mock is no path.
+    assert _export(exporter, estimator, 2, loss=0.6) is None
+    assert _export(exporter, estimator, 3, loss=0.4) is not None
+
+
+def test_a_failing_completeness_check_keeps_the_export(
+    any_dir: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args, **kwargs):
+        raise tf.errors.UnavailableError(None, None, "filesystem unavailable")
+
+    exporter = _exporter()
+    estimator = support.FakeEstimator(any_dir)
+    monkeypatch.setattr("best_exporter.layout.missing_export_parts", broken)
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        exported = _export(exporter, estimator, 1, loss=0.5)
+    assert exported == os.path.join(_export_path(any_dir), "1700000000").encode()
+    assert _versions(any_dir) == ["1700000000"]
+    assert any("Cannot verify that export" in m for m in _messages(caplog, logging.WARNING))
+
+
+def test_a_failing_version_directory_test_never_raises(
+    any_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_isdir = tf.io.gfile.isdir
+    export_path = _export_path(any_dir)
+
+    def isdir(path):
+        if os.path.basename(str(path).rstrip("/")).isdigit():
+            raise tf.errors.PermissionDeniedError(None, None, "denied")
+        return real_isdir(path)
+
+    monkeypatch.setattr(tf.io.gfile, "isdir", isdir)
+    exported = _export(_exporter(), support.FakeEstimator(any_dir), 1, loss=0.5)
+    assert exported == os.path.join(export_path, "1700000000").encode()

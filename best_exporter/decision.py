@@ -72,6 +72,11 @@ class Judge:
         self._comparator = compare_fn if isinstance(compare_fn, MetricComparator) else None
 
     @property
+    def compare_fn(self) -> CompareFn:
+        """The compare function, as the user passed it."""
+        return self._compare_fn
+
+    @property
     def metric(self) -> Optional[str]:
         """The compared metric, when the compare_fn is a built-in one."""
         return self._comparator.metric if self._comparator else None

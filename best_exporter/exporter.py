@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from best_exporter import layout, records, retention
+from best_exporter._legacy import LegacyAttributes
 from best_exporter.compare import CompareFn, check_compare_fn, loss_smaller
 from best_exporter.decision import Best, Judge, Outcome, SkippedCause, Source, decide
 from best_exporter.history import read_eval_history
@@ -36,13 +37,13 @@ _TRANSIENT_EXPORT_ERRORS = (
 class _RunState:
     """What the exporter knows about one (model_dir, export_path)."""
 
-    model_dir: str
-    export_path: str
+    model_dir: Optional[str]  # None while a subclass assigned a best before the first export.
+    export_path: Optional[str]
     best: Optional[Best]
     best_export_path: Optional[str]
 
 
-class BestExporter(tf.estimator.Exporter):
+class BestExporter(LegacyAttributes, tf.estimator.Exporter):
     """Exports a SavedModel when a model beats every model evaluated before it.
 
     A drop-in replacement for `tf.estimator.BestExporter`, with the same
@@ -107,6 +108,26 @@ class BestExporter(tf.estimator.Exporter):
         exports_to_keep: Optional[int] = 5,
     ):
         check_compare_fn(compare_fn)
+        if event_file_pattern is not None and not isinstance(event_file_pattern, str):
+            raise ValueError(
+                "`event_file_pattern` must be a glob of eval event files relative to "
+                "model_dir, such as 'eval/*.tfevents.*', or None. "
+                f"Received: event_file_pattern={event_file_pattern!r}"
+            )
+        self._configure_export(name, serving_input_receiver_fn, assets_extra, as_text)
+        self._event_file_pattern = event_file_pattern or None
+        self._judge = Judge(compare_fn)
+        self._exports_to_keep = _checked_exports_to_keep(exports_to_keep)
+        self._state: Optional[_RunState] = None
+
+    def _configure_export(
+        self,
+        name: str,
+        serving_input_receiver_fn: Optional[Callable[[], Any]],
+        assets_extra: Optional[Mapping[str, str]],
+        as_text: bool,
+    ) -> None:
+        """Checks and sets what each export is written with (also `_saved_model_exporter = ...`)."""
         if not isinstance(name, str) or not name:
             raise ValueError(
                 f"`name` must be a non-empty string, the export directory's name. "
@@ -119,22 +140,12 @@ class BestExporter(tf.estimator.Exporter):
                 "build_parsing_serving_input_receiver_fn(feature_spec). "
                 f"Received: serving_input_receiver_fn={serving_input_receiver_fn!r}"
             )
-        if event_file_pattern is not None and not isinstance(event_file_pattern, str):
-            raise ValueError(
-                "`event_file_pattern` must be a glob of eval event files relative to "
-                "model_dir, such as 'eval/*.tfevents.*', or None. "
-                f"Received: event_file_pattern={event_file_pattern!r}"
-            )
         if not isinstance(as_text, (bool, np.bool_)):
             raise ValueError(f"`as_text` must be True or False. Received: as_text={as_text!r}")
+        self._assets_extra = _checked_assets_extra(assets_extra)
         self._name = name
         self._serving_input_receiver_fn = serving_input_receiver_fn
-        self._event_file_pattern = event_file_pattern or None
-        self._judge = Judge(compare_fn)
-        self._assets_extra = _checked_assets_extra(assets_extra)
         self._as_text = bool(as_text)
-        self._exports_to_keep = _checked_exports_to_keep(exports_to_keep)
-        self._state: Optional[_RunState] = None
 
     @property
     def name(self) -> str:
@@ -198,6 +209,22 @@ class BestExporter(tf.estimator.Exporter):
         self._log_export(outcome, previous, eval_result, state.best_export_path or repr(exported))
         self._prune(export_path, state, just_written=state.best_export_path)
         return exported
+
+    def _assign_best(
+        self, eval_result: Optional[Mapping[str, Any]], export_path: Optional[str]
+    ) -> None:
+        """Makes `eval_result` the best, as assigning the original's `_best_eval_result` does.
+
+        Args:
+          eval_result: the new best; None forgets the best.
+          export_path: the version holding its model, if known.
+        """
+        if self._state is None:
+            self._state = _RunState(None, None, None, None)
+        best = Best(dict(eval_result), Source.EVALUATION, export_path) if eval_result else None
+        self._state.best = best
+        if export_path:
+            self._state.best_export_path = export_path
 
     def _state_for(
         self, model_dir: str, export_path: str, eval_result: Mapping[str, Any]
@@ -494,7 +521,9 @@ def _missing_parts(version_dir: str) -> List[str]:
     try:
         return layout.missing_export_parts(version_dir)
     except Exception as e:  # pylint: disable=broad-except
-        logger.warning("Cannot verify that export %s is complete, kept as it is: %s", version_dir, e)
+        logger.warning(
+            "Cannot verify that export %s is complete, kept as it is: %s", version_dir, e
+        )
         return []
 
 

@@ -94,9 +94,17 @@ def test_missing_metric_raises_listing_the_metrics_the_result_has(best, current)
     "compare_fn, result, hint",
     [
         # A typo: the closest name, in the direction the user asked for.
-        (higher_is_better("acuracy"), {"accuracy": 0.9, "loss": 0.3}, "higher_is_better('accuracy')"),
+        (
+            higher_is_better("acuracy"),
+            {"accuracy": 0.9, "loss": 0.3},
+            "higher_is_better('accuracy')",
+        ),
         (lower_is_better("los"), {"accuracy": 0.9, "loss": 0.3}, "lower_is_better('loss')"),
-        (lower_is_better("loss"), {"average_loss": 0.3, "auc": 0.8}, "lower_is_better('average_loss')"),
+        (
+            lower_is_better("loss"),
+            {"average_loss": 0.3, "auc": 0.8},
+            "lower_is_better('average_loss')",
+        ),
         (
             higher_is_better("auc_precision", min_delta=0.01),
             {"auc_precision_recall": 0.7, "loss": 0.3},
@@ -112,7 +120,7 @@ def test_missing_metric_hint_suggests_the_closest_metric_in_the_same_direction(
     assert f"Did you mean {hint}?" in str(raised.value)
 
 
-def test_missing_metric_hint_without_a_close_name_lists_the_metrics_and_keeps_the_direction() -> None:
+def test_hint_without_a_close_metric_lists_the_metrics_and_keeps_the_direction() -> None:
     with pytest.raises(ValueError) as raised:
         result = {"accuracy": 0.9, "global_step": 3}
         higher_is_better("f1")(result, result)

@@ -767,7 +767,9 @@ def test_missing_checkpoint_is_not_exported(any_dir: str, caplog: pytest.LogCapt
     # The estimator is asked first; the missing checkpoint explains its failure.
     assert [call["checkpoint_path"] for call in estimator.calls] == [missing]
     (warning,) = _messages(caplog, logging.WARNING)
-    assert f"exporting checkpoint {missing} failed: the checkpoint no longer exists (Value" in warning
+    assert (
+        f"exporting checkpoint {missing} failed: the checkpoint no longer exists (Value" in warning
+    )
     assert exporter.best_eval_result is None
 
 

@@ -63,6 +63,13 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
     * Retention never deletes the export just written and removes `temp-*`
       directories left by interrupted exports.
 
+    The estimator is always called: placeholder `assets_extra` sources and
+    checkpoint paths (as tests with a mocked estimator pass) are diagnosed only
+    when an export fails, and what the estimator returns is returned as it is.
+    Subclasses of the original that use its private attributes
+    (`_best_eval_result`, `_saved_model_exporter`, `_garbage_collect_exports`,
+    ...) keep working: see `best_exporter._legacy`.
+
     Example:
 
     ```python
@@ -184,13 +191,13 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
           is_the_final_export: whether this is the last evaluation; unused.
 
         Returns:
-          The path of the new export (bytes, as `export_saved_model` returns
-          it), or None if nothing was exported.
+          What `export_saved_model` returned (the new export's path, bytes),
+          or None if nothing was exported.
 
         Raises:
           ValueError: if `eval_result` lacks the metric of a built-in
             compare_fn, or exporting fails for a configuration error (a bad
-            serving_input_receiver_fn).
+            serving_input_receiver_fn, a missing `assets_extra` source).
           Exception: whatever a custom compare_fn raises on `eval_result`.
         """
         del is_the_final_export  # Every evaluation is judged alike.

@@ -106,7 +106,9 @@ class LegacyAttributes:
     `_assets_extra`, `_as_text`.
     """
 
-    _state: Any
+    # None until BestExporter.__init__ runs: some subclasses assign attributes
+    # before they call it.
+    _state: Any = None
     _judge: Judge
     _name: str
     _exports_to_keep: Optional[int]
@@ -214,6 +216,7 @@ class LegacyAttributes:
         eval_result: Optional[Mapping[str, Any]],
     ) -> Any:
         """An export that a subclass decided on: written with its record, checked, logged."""
+        self._requested_export = None
         path = layout.as_path(export_path)
         state = self._state_for(estimator.model_dir, path, eval_result or {})  # type: ignore
         exported = self._write_export(  # type: ignore[attr-defined]

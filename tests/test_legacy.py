@@ -282,6 +282,35 @@ def test_best_assigned_before_the_first_export_is_a_threshold(tmp_path) -> None:
     )
 
 
+def test_best_assigned_before_super_init_is_replaced_by_the_constructor() -> None:
+    class EarlyAssignment(BestExporter):
+        def __init__(self, **kwargs):
+            self._best_eval_result = None
+            super().__init__(**kwargs)
+
+    exporter = EarlyAssignment(serving_input_receiver_fn=support.serving_input_receiver_fn_stub)
+    assert exporter._best_eval_result is None
+
+
+def test_assigned_best_is_not_linked_to_an_export_that_failed(tmp_path) -> None:
+    exporter = _tk_nn_exporter(BestExporter)(
+        serving_input_receiver_fn=support.serving_input_receiver_fn_stub, exports_to_keep=1
+    )
+    estimator = support.FakeEstimator(str(tmp_path))
+    export_path = _export_path(str(tmp_path), exporter.name)
+    first = support.eval_result(1, accuracy=0.5)
+    exporter.export(estimator, export_path, None, first, False)
+    estimator.error = tf.errors.UnavailableError(None, None, "disk")
+    assert (
+        exporter.export(estimator, export_path, None, support.eval_result(2, accuracy=0.7), False)
+        is None
+    )
+    # The subclass made the failed result its best; the model on disk stays protected.
+    exporter._garbage_collect_exports(export_path)
+    assert _versions(export_path) == ["1700000000"]
+    assert exporter.best_export_path == os.path.join(export_path, "1700000000")
+
+
 def test_assigning_none_forgets_the_best(tmp_path) -> None:
     exporter = BestExporter(serving_input_receiver_fn=support.serving_input_receiver_fn_stub)
     estimator = support.FakeEstimator(str(tmp_path))

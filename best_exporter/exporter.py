@@ -6,7 +6,7 @@ import datetime
 import numbers
 import os
 import posixpath
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -330,6 +330,7 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         record = records.make_record(
             eval_result or {}, checkpoint, self._name, datetime.datetime.now(datetime.timezone.utc)
         )
+        temp_dirs_before = _temp_dirs(export_path)
         try:
             with records.staged_record(record) as record_source:
                 assets_extra = dict(self._assets_extra)
@@ -342,6 +343,9 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
                     checkpoint_path=checkpoint,
                 )
         except Exception as e:  # pylint: disable=broad-except
+            # The estimator is called without pre-checks, so a failure may leave
+            # its temp-<ts> directory; nothing but this export can own a new one.
+            _remove_new_temp_dirs(export_path, temp_dirs_before)
             _raise_if_assets_extra_missing(self._assets_extra, e)
             # The chief's checkpoint retention may delete the checkpoint while it
             # is being exported; that is not the user's error, whatever it raised.
@@ -532,6 +536,27 @@ def _missing_parts(version_dir: str) -> List[str]:
             "Cannot verify that export %s is complete, kept as it is: %s", version_dir, e
         )
         return []
+
+
+def _temp_dirs(export_path: str) -> Optional[Set[int]]:
+    """The `temp-<ts>` directories in `export_path`, or None if it cannot be listed."""
+    try:
+        return set(layout.list_export_dir(export_path).temp_dirs)
+    except (tf.errors.OpError, OSError):
+        return None
+
+
+def _remove_new_temp_dirs(export_path: str, before: Optional[Set[int]]) -> None:
+    """Removes the `temp-<ts>` directories that a failed export left; failures are logged."""
+    if before is None:
+        return  # Unknown which are new: retention removes them once they are stale.
+    try:
+        for timestamp, path in layout.list_export_dir(export_path).temp_dirs.items():
+            if timestamp not in before:
+                tf.io.gfile.rmtree(path)
+                logger.info("Removed %s, left behind by the failed export", path)
+    except (tf.errors.OpError, OSError) as e:
+        logger.warning("Cannot remove what the failed export left in %s: %s", export_path, e)
 
 
 def _raise_if_assets_extra_missing(assets_extra: Mapping[str, str], error: Exception) -> None:

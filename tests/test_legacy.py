@@ -1,8 +1,10 @@
-"""Subclasses of the original `tf.estimator.BestExporter`, as public projects wrote them.
+"""Subclasses of the original `tf.estimator.BestExporter`, as public projects wrote them (_legacy.py).
 
-Each subclass below follows a real one (named in its docstring) and is built on
-both exporters: the original is the reference, ours must behave the same where
-the original works, and add its record and its safe retention.
+Each subclass below follows a real one (named in the comment above it) and is
+built on both exporters: the original is the reference, ours must behave the
+same where the original works, and add its record and its safe retention. The
+fake estimator keeps most tests fast; the last one runs both patterns with a real
+Estimator.
 """
 
 import json
@@ -509,3 +511,34 @@ def test_record_of_a_requested_export_holds_its_eval_result(tmp_path) -> None:
     assert record["metrics"] == {"loss": 0.25}
     # The caller decides: a requested export does not change the best.
     assert exporter._best_eval_result is None
+
+
+# ----------------------------------------------------------------------------
+# Both subclass patterns in one EvalSpec, with a real Estimator.
+
+
+@pytest.mark.e2e
+def test_subclass_patterns_with_a_real_estimator(tmp_path) -> None:
+    model_dir = str(tmp_path / "model")
+    language = _language_exporter(BestExporter)(
+        "default", support.serving_input_receiver_fn, metric_name="accuracy"
+    )
+    tk_nn = _tk_nn_exporter(BestExporter)(
+        name="best_tk",
+        serving_input_receiver_fn=support.serving_input_receiver_fn,
+        exports_to_keep=1,
+    )
+
+    support.train_and_evaluate(support.make_classifier(model_dir), [language, tk_nn], max_steps=80)
+
+    language_path = os.path.join(model_dir, "export", "best_default")
+    exports = read_export_records(language_path)
+    step, _ = _read(os.path.join(language_path, "best_metric.txt")).split()
+    assert int(step) == exports[-1].record["global_step"]
+    assert tf.io.gfile.exists(os.path.join(language_path, "checkpoint", f"model.ckpt-{step}.index"))
+    assert _read(os.path.join(language_path, "best_saved_model.txt")).strip() == exports[-1].path
+    assert support.serve(exports[-1].path).shape == (2, 2)
+
+    (kept,) = read_export_records(os.path.join(model_dir, "export", "best_tk"))
+    assert kept.eval_result["accuracy"] == pytest.approx(tk_nn._best_eval_result["accuracy"])
+    assert support.serve(kept.path).shape == (2, 2)

@@ -1,4 +1,4 @@
-"""Subclasses of the original `tf.estimator.BestExporter`, as public projects wrote them (_legacy.py).
+"""`_legacy.py`: subclasses of the original `BestExporter`, as public projects wrote them.
 
 Each subclass below follows a real one (named in the comment above it) and is
 built on both exporters: the original is the reference, ours must behave the

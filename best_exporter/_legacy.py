@@ -102,8 +102,7 @@ class LegacyAttributes:
 
     A mixin of `BestExporter`, which provides `_state`, `_state_for`,
     `_write_export`, `_prune`, `_judge`, `_warn_skipped`, `_assign_best`,
-    `_prefix` and the export settings `_name`, `_serving_input_receiver_fn`,
-    `_assets_extra`, `_as_text`.
+    `_configure_export`, `_prefix` and `_name`.
     """
 
     # None until BestExporter.__init__ runs: some subclasses assign attributes

@@ -1,26 +1,50 @@
 """A drop-in, restart-safe replacement for `tf.estimator.BestExporter`.
 
 from best_exporter import BestExporter
+
+The names below are imported on first use, so that the `best-exporter` command
+answers `--help` and `--version` without loading TensorFlow.
 """
 
-from best_exporter import _compat  # noqa: F401  Raises ImportError on an unsupported TensorFlow.
-from best_exporter.compare import (
-    MetricComparator,
-    higher_is_better,
-    loss_smaller,
-    lower_is_better,
-)
-from best_exporter.exporter import BestExporter
-from best_exporter.records import ExportRecord, read_export_records
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from best_exporter.version import __version__
 
-__all__ = [
-    "BestExporter",
-    "ExportRecord",
-    "MetricComparator",
-    "__version__",
-    "higher_is_better",
-    "loss_smaller",
-    "lower_is_better",
-    "read_export_records",
-]
+if TYPE_CHECKING:
+    from best_exporter.compare import (
+        MetricComparator,
+        higher_is_better,
+        loss_smaller,
+        lower_is_better,
+    )
+    from best_exporter.exporter import BestExporter
+    from best_exporter.records import ExportRecord, read_export_records
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "BestExporter": "best_exporter.exporter",
+    "ExportRecord": "best_exporter.records",
+    "MetricComparator": "best_exporter.compare",
+    "higher_is_better": "best_exporter.compare",
+    "loss_smaller": "best_exporter.compare",
+    "lower_is_better": "best_exporter.compare",
+    "read_export_records": "best_exporter.records",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'best_exporter' has no attribute {name!r}")
+    # Raises ImportError, naming the supported range, on a TensorFlow without tf.estimator.
+    importlib.import_module("best_exporter._compat")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted([*globals(), *_EXPORTS])

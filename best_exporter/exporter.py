@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Uni
 import numpy as np
 import tensorflow as tf
 
-from best_exporter import layout, records, retention
+from best_exporter import layout, records, retention, summaries
 from best_exporter._legacy import LegacyAttributes
 from best_exporter.compare import CompareFn, check_compare_fn, loss_smaller
 from best_exporter.decision import Best, Judge, Outcome, SkippedCause, Source, decide
@@ -62,6 +62,9 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
     * Each export carries `assets.extra/eval_result.json`, its record.
     * Retention never deletes the export just written and removes `temp-*`
       directories left by interrupted exports.
+    * Each export also writes its metrics, at its step, to a TensorBoard run in
+      the export directory, so TensorBoard shows the exported bests beside the
+      eval curve.
 
     The estimator is always called: placeholder `assets_extra` sources and
     checkpoint paths (as tests with a mocked estimator pass) are diagnosed only
@@ -98,6 +101,10 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         export's `assets.extra` directory to the path of a file to copy there.
       as_text: whether to write the SavedModel proto in text format.
       exports_to_keep: how many of the newest exports to keep; None keeps all.
+      write_best_summaries: keyword-only; whether each export writes its
+        metrics at its step to TensorBoard event files in the export directory
+        (`model_dir/export/<name>`, a run of its own). Failures to write them
+        are logged, never fatal.
 
     Raises:
       ValueError: if any argument is invalid; the message names the value and
@@ -113,6 +120,8 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         assets_extra: Optional[Mapping[str, str]] = None,
         as_text: bool = False,
         exports_to_keep: Optional[int] = 5,
+        *,
+        write_best_summaries: bool = True,
     ):
         check_compare_fn(compare_fn)
         if event_file_pattern is not None and not isinstance(event_file_pattern, str):
@@ -121,7 +130,13 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
                 "model_dir, such as 'eval/*.tfevents.*', or None. "
                 f"Received: event_file_pattern={event_file_pattern!r}"
             )
+        if not isinstance(write_best_summaries, (bool, np.bool_)):
+            raise ValueError(
+                "`write_best_summaries` must be True or False. "
+                f"Received: write_best_summaries={write_best_summaries!r}"
+            )
         self._configure_export(name, serving_input_receiver_fn, assets_extra, as_text)
+        self._write_best_summaries = bool(write_best_summaries)
         self._event_file_pattern = event_file_pattern or None
         self._judge = Judge(compare_fn)
         self._exports_to_keep = _checked_exports_to_keep(exports_to_keep)
@@ -215,6 +230,8 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         state.best = Best(dict(eval_result or {}), Source.EVALUATION, state.best_export_path)
         self._log_export(outcome, previous, eval_result, state.best_export_path or repr(exported))
         self._prune(export_path, state, just_written=state.best_export_path)
+        if self._write_best_summaries and state.best_export_path:
+            self._write_summary(export_path, eval_result)
         return exported
 
     def _assign_best(
@@ -390,6 +407,23 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
                 layout.parse_version(os.path.basename(just_written)) if just_written else None
             ),
         )
+
+    def _write_summary(self, export_path: str, eval_result: Mapping[str, Any]) -> None:
+        """Adds the exported result to TensorBoard; a chart is never worth the evaluator."""
+        step = eval_result.get("global_step") if eval_result else None
+        try:
+            if step is None:
+                return  # TensorBoard needs a step to place the values.
+            summaries.write_scalars(export_path, int(step), records.numeric_metrics(eval_result))
+        except Exception as e:  # pylint: disable=broad-except
+            logger.warning(
+                "%s: exported step %s, but could not write its TensorBoard summary to %s: %s: %s",
+                self._prefix,
+                step,
+                export_path,
+                type(e).__name__,
+                e,
+            )
 
     # Log lines: one per decision, saying what happened and why.
 

@@ -14,7 +14,7 @@ reader (docs/design.md, "Measured traps"), and it does nothing we need.
 
 import dataclasses
 import struct
-from typing import Callable, Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -103,6 +103,32 @@ def read_eval_history(pattern: str, load_records: RecordLoader = _load_records) 
     except (tf.errors.OpError, OSError) as e:
         logger.warning("Cannot list event files %s, so no eval history is read: %s", pattern, e)
         return EvalHistory()
+    results = tuple(
+        {**metrics, "global_step": step} for step, metrics in evaluations(paths, load_records)
+    )
+    logger.debug("Read %d eval results from %d event files %s", len(results), len(paths), pattern)
+    return EvalHistory(results=results, files_read=len(paths))
+
+
+def evaluations(
+    paths: Iterable[str], load_records: RecordLoader = _load_records
+) -> Iterator[Tuple[int, Dict[str, float]]]:
+    """Yields each evaluation in a set of event files: its step and its metrics.
+
+    Files are read whole before the first evaluation is yielded: one step's
+    values may be spread over several events and files. Never raises for what a
+    file holds or for a file that cannot be read: those are logged and skipped.
+
+    Args:
+      paths: event files, e.g. what `tf.io.gfile.glob('/model/eval/*.tfevents.*')`
+        matches.
+      load_records: returns the serialized `Event` records of one file.
+
+    Yields:
+      `(step, {metric: value})` per evaluated step, by increasing step. When a
+      step was evaluated more than once, each metric keeps its most recently
+      written value.
+    """
     # step -> tag -> value, and when each was written: the newest write of a tag
     # at a step wins, whatever the order the files were read in.
     by_step: Dict[int, Dict[str, float]] = {}
@@ -119,13 +145,8 @@ def read_eval_history(pattern: str, load_records: RecordLoader = _load_records) 
                 if wall_time >= times.get(tag, wall_time):
                     metrics[tag] = value
                     times[tag] = wall_time
-    results = []
     for step in sorted(by_step):
-        metrics = by_step[step]
-        metrics["global_step"] = step
-        results.append(metrics)
-    logger.debug("Read %d eval results from %d event files %s", len(results), len(paths), pattern)
-    return EvalHistory(results=tuple(results), files_read=len(paths))
+        yield step, by_step[step]
 
 
 def _read_scalars(

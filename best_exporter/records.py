@@ -204,7 +204,8 @@ def _read_record_or_problem(version_dir: str) -> Tuple[Optional[Dict[str, Any]],
             return None, None
         with tf.io.gfile.GFile(path, "rb") as f:
             return loads_record(f.read()), None
-    except (tf.errors.OpError, OSError, ValueError) as e:
+    # TypeError and RecursionError: a record of the wrong shape, or nested too deep.
+    except (tf.errors.OpError, OSError, ValueError, TypeError, RecursionError) as e:
         logger.warning("Ignoring unreadable export record %s: %s", path, e)
         return None, f"{type(e).__name__}: {e}"
 

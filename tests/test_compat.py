@@ -31,8 +31,11 @@ def test_supported_tensorflow_passes(version: str) -> None:
 
 
 def test_importing_the_package_on_tensorflow_2_16_fails_with_the_import_error() -> None:
-    # A fresh interpreter: the check runs once, when best_exporter is first imported.
-    code = "import tensorflow as tf; tf.__version__ = '2.16.0'; import best_exporter"
+    # A fresh interpreter: the check runs once, when best_exporter's API is first imported.
+    code = (
+        "import tensorflow as tf; tf.__version__ = '2.16.0'; "
+        "import best_exporter; from best_exporter import BestExporter"
+    )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     completed = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from best_exporter import BestExporter, higher_is_better, loss_smaller, lower_is_better
+from best_exporter import BestExporter, higher_is_better, loss_smaller, lower_is_better, summaries
 from tests import support
 
 Original = tf.estimator.BestExporter
@@ -100,7 +100,12 @@ def _messages(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG) -> L
 def test_constructor_has_the_parameters_order_and_defaults_of_the_original() -> None:
     ours = inspect.signature(BestExporter.__init__).parameters
     original = inspect.signature(Original.__init__).parameters
-    assert list(ours) == list(original)
+    # Options of our own come after the original's, keyword-only, with defaults.
+    assert list(ours)[: len(original)] == list(original)
+    for name in list(ours)[len(original) :]:
+        assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert ours[name].default is not inspect.Parameter.empty, name
+    ours = {name: ours[name] for name in original}
     assert [p.kind for p in ours.values()] == [p.kind for p in original.values()]
     for name in original:
         if name != "compare_fn":
@@ -420,7 +425,9 @@ def _foreign_entries(model_dir: str) -> None:
 
 
 def _listing(model_dir: str) -> List[str]:
-    return sorted(n.rstrip("/") for n in tf.io.gfile.listdir(_export_path(model_dir)))
+    """The export dir's entries, but for the TensorBoard event files of the exported bests."""
+    names = (n.rstrip("/") for n in tf.io.gfile.listdir(_export_path(model_dir)))
+    return sorted(n for n in names if not n.endswith(summaries.FILE_SUFFIX))
 
 
 @pytest.mark.parametrize("cls", [OURS, ORIGINAL])

@@ -156,7 +156,7 @@ def _version_status(export: Any, served: Optional[Any], gone: bool) -> Tuple[str
         return "deleted", "being deleted by retention (renamed to temp-*)"
     notes = []
     if served is not None and export.version == served.version:
-        notes.append("served by TensorFlow Serving")
+        notes.append("served")
     if not export.complete:
         notes.append("incomplete: no saved_model.pb")
     if export.problem:
@@ -309,10 +309,11 @@ def _list_lines(
     lines = render_table(header, table, [False, False, True, False, *[True] * len(metrics)])
     served = sum(row["served"] for row in rows)
     lines.append("")
+    lines.append(f"{plural(len(exports), 'version')} in {args.export_dir}, oldest first.")
     lines.append(
-        f"{plural(len(exports), 'version')} in {args.export_dir}, oldest first; "
-        + (f"{_SERVED_MARK} = served (the highest complete version)." if served else
-           "none is complete: TensorFlow Serving has nothing to serve.")
+        f"{_SERVED_MARK} = served by TensorFlow Serving: the highest complete version."
+        if served
+        else "None is complete: TensorFlow Serving has nothing to serve."
     )
     if hidden:
         lines.append(
@@ -502,9 +503,12 @@ def _history_lines(
     improvements = sum(row["improved"] for row in rows)
     lines.append("")
     lines.append(
-        f"{plural(len(rows), 'evaluation')} in {plural(files, 'event file')}; "
+        f"{plural(len(rows), 'evaluation')} in {plural(files, 'event file')}, "
+        f"{plural(improvements, 'improvement')}."
+    )
+    lines.append(
         f"{_IMPROVED_MARK} = improved on all before it ({comparator.metric}, {direction} is "
-        f"better): {plural(improvements, 'improvement')}."
+        "better)."
     )
     if hidden:
         lines.append(

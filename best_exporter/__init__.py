@@ -32,7 +32,16 @@ _EXPORTS = {
     "read_export_records": "best_exporter.records",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "BestExporter",
+    "ExportRecord",
+    "MetricComparator",
+    "__version__",
+    "higher_is_better",
+    "loss_smaller",
+    "lower_is_better",
+    "read_export_records",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,7 @@ are instant; its C++ log lines are silenced unless `-v` is given.
 
 import argparse
 import json
+import logging
 import math
 import os
 import posixpath
@@ -252,9 +253,11 @@ def _list(args: argparse.Namespace, tf: Any) -> int:
     temps = [
         dict(
             path=path,
-            state="being deleted or left by an interrupted export"
-            if timestamp in stale
-            else "an export being written",
+            state=(
+                "being deleted or left by an interrupted export"
+                if timestamp in stale
+                else "an export being written"
+            ),
         )
         for timestamp, path in sorted(temp_dirs.items())
     ]
@@ -580,11 +583,9 @@ def _load_tensorflow(verbose: bool) -> Any:
     if not verbose:
         # C++ log lines at import (CUDA, oneDNN, TensorRT) say nothing about exports.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import logging
+    import tensorflow as tf
 
     from best_exporter import _compat  # noqa: F401  Clear ImportError on TensorFlow >= 2.16.
-
-    import tensorflow as tf
 
     # Warnings about unreadable records are shown in the table instead.
     level = logging.DEBUG if verbose else logging.ERROR

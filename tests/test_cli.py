@@ -167,7 +167,9 @@ def test_list_json_is_strict_json_with_non_finite_values_as_strings(ram_dir, cap
 )
 def test_list_shows_an_invalid_record_as_invalid_without_a_traceback(ram_dir, capsys, text):
     export_dir = os.path.join(ram_dir, "export", "best_exporter")
-    _write_record(export_dir, "1700000000", text.encode("utf-8", "surrogateescape").decode("latin-1"))
+    _write_record(
+        export_dir, "1700000000", text.encode("utf-8", "surrogateescape").decode("latin-1")
+    )
 
     status, out, err = _run(capsys, "list", export_dir)
     json_status, json_out, _ = _run(capsys, "list", "--json", export_dir)
@@ -482,7 +484,8 @@ def test_help_and_version_import_no_tensorflow():
         "        cli.main(argv)\n"
         "    except SystemExit as e:\n"
         "        assert e.code == 0, e.code\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorboard')))\n"
+        "heavy = ('tensorflow', 'tensorboard')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120

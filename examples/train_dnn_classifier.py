@@ -206,9 +206,14 @@ def predict(export_dir: str, category: str, price: float) -> Tuple[str, float]:
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument(
-        "--model_dir", help="where checkpoints and exports go; default: a new temporary directory"
+        "--model_dir",
+        help="where checkpoints and exports go, kept afterwards; if not given, a new "
+        "temporary directory, deleted at the end",
     )
     parser.add_argument("--steps", type=int, default=1000, help="train up to this global step")
     parser.add_argument(
@@ -228,7 +233,16 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     show_exporter_decisions()
-    model_dir = args.model_dir or tempfile.mkdtemp(prefix="best_exporter_example-")
+    if args.model_dir:
+        return run(args, args.model_dir)
+    with tempfile.TemporaryDirectory(prefix="best_exporter_example-") as model_dir:
+        status = run(args, model_dir)
+        print(f"\nDeleted the temporary {model_dir}; pass --model_dir to keep the exports.")
+    return status
+
+
+def run(args: argparse.Namespace, model_dir: str) -> int:
+    """Trains in `model_dir`, prints the kept exports, and predicts with the served one."""
     print(f"model_dir: {model_dir}", flush=True)
 
     estimator = make_estimator(model_dir, args.save_checkpoints_steps)
@@ -262,6 +276,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"with probability {probability:.3f} (the rule behind the labels says "
         f"{int(would_buy(category, price))})"
     )
+    if args.model_dir:
+        print(
+            "\nWhich model is served and why, and how the best evolved:\n"
+            f"  best-exporter list {export_dir}\n"
+            f"  best-exporter history {model_dir}\n"
+            f"  tensorboard --logdir {model_dir}"
+        )
     return 0
 
 

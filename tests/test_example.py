@@ -130,3 +130,31 @@ def test_example_rejects_a_non_positive_flag(flag, capsys):
         load_example_module().parse_args([f"{flag}=0"])
     assert exit_info.value.code == 2
     assert f"{flag} must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_example_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        load_example_module().parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "train up to this global step (default: 1000)" in help_text
+    assert "how many exports to keep (default: 5)" in help_text
+
+
+@pytest.mark.e2e
+def test_example_without_model_dir_deletes_its_temporary_directory(tmp_path):
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["TMPDIR"] = str(temp_root)
+    process = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--steps=20", "--save_checkpoints_steps=20"],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert process.returncode == 0, process.stderr
+    assert "Deleted the temporary" in process.stdout
+    assert [p.name for p in temp_root.iterdir() if p.name.startswith("best_exporter")] == []

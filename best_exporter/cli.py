@@ -398,6 +398,7 @@ def _history(args: argparse.Namespace, tf: Any) -> int:
                 outcome=outcome.value if outcome else f"no {comparator.metric}",
                 improved=improved,
                 best_step=best.step if best else None,
+                best_value=best.eval_result.get(comparator.metric) if best else None,
                 export=export.path if export else None,
                 served=export is not None and export is served,
                 export_state=export_state,
@@ -529,13 +530,14 @@ def _history_note(row: Mapping[str, Any], metric: str, export_dir: Optional[str]
     if row["outcome"].startswith("no "):
         return f"no {metric} at this step: not judged"
     if not row["improved"]:
-        return f"not better than step {row['best_step']}" + (f"; {exported}" if exported else "")
+        best = f"not better than {format_number(row['best_value'])} (step {row['best_step']})"
+        return best + (f"; {exported}" if exported else "")
     if row["export_state"] == "on disk":
         return exported
     if export_dir is None:
         return "no export dir found"
     if row["export_state"] == "pruned":
-        return "not on disk; older than the exports kept: pruned by retention"
+        return "pruned by retention (older than every export kept)"
     return "not on disk: the export failed or was not made (see the evaluator's log)"
 
 

@@ -352,7 +352,7 @@ def test_history_marks_improvements_and_what_became_of_their_exports(trained_mod
     improved = [step for step, row in rows.items() if row.startswith(cli._IMPROVED_MARK)]
     assert improved == [10, 20, 40, 60, 70]
     assert "pruned by retention" in rows[10]
-    assert "not better than step 20" in rows[30]
+    assert "not better than 0.7 (step 20)" in rows[30]
     assert "exported: 17" in rows[40] and "served" not in rows[40]
     assert "loss is not a finite number: never exported" in rows[50]
     assert "the export failed or was not made" in rows[60]

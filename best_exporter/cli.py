@@ -28,6 +28,8 @@ PROG = "best-exporter"
 EXIT_NOTHING_TO_SERVE = 1
 EXIT_USAGE = 2
 DEFAULT_METRIC_COLUMNS = 3
+# Shown first by default, when present: what Estimator's heads report and people compare by.
+_USUAL_METRICS = ("loss", "accuracy", "auc", "auc_precision_recall", "average_loss")
 _SERVED_MARK = "*"
 _IMPROVED_MARK = "+"
 # Errors of a record's content (it was read, but is not a valid record), as
@@ -94,12 +96,13 @@ def metric_columns(
     Args:
       available: the metric names found.
       requested: the names the user asked for with `--metrics`, if any.
-      first: the metric to show first by default (the compared one, or loss).
+      first: the metric to show first by default (the compared one, or loss);
+        then the usual metrics (accuracy, auc, ...), then the others by name.
 
     Raises:
       UsageError: if a requested metric is not among those found.
     """
-    names = sorted(set(available))
+    names = sorted(set(available), key=lambda n: (n not in _USUAL_METRICS, _usual_rank(n), n))
     if requested:
         unknown = [name for name in requested if name not in names]
         if unknown and names:
@@ -112,6 +115,10 @@ def metric_columns(
         names.insert(0, first)
     shown = names[:DEFAULT_METRIC_COLUMNS]
     return shown, len(names) - len(shown)
+
+
+def _usual_rank(name: str) -> int:
+    return _USUAL_METRICS.index(name) if name in _USUAL_METRICS else 0
 
 
 def _shorten(text: str, width: int) -> str:

@@ -122,7 +122,7 @@ def test_list_metrics_option_names_the_metrics_there_are(ram_dir, capsys):
     status, _, err = _run(capsys, "list", export_dir, "--metrics", "los")
 
     assert status == cli.EXIT_USAGE
-    assert "--metrics los: not found; the metrics are auc, loss" in err
+    assert "--metrics los: not found; the metrics are loss, auc" in err
 
 
 def test_list_json_is_strict_json_with_non_finite_values_as_strings(ram_dir, capsys):
@@ -450,6 +450,12 @@ def test_format_number_never_raises(value, expected):
     "available, requested, first, expected",
     [
         (["auc", "loss", "accuracy", "recall"], None, "loss", (["loss", "accuracy", "auc"], 1)),
+        (
+            ["accuracy_baseline", "auc", "loss", "label/mean"],
+            None,
+            None,
+            (["loss", "auc", "accuracy_baseline"], 1),
+        ),
         (["auc", "loss"], None, "auc", (["auc", "loss"], 0)),
         (["auc", "loss"], ["loss"], "auc", (["loss"], 0)),
         ([], None, "loss", ([], 0)),

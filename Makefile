@@ -2,6 +2,7 @@
 # virtual environment under .venv/ from pyproject.toml.
 #   make example   install the package and run examples/train_dnn_classifier.py
 #   make test      install the package with its test extra and run the test suite
+#   make bench     the same environment; run benchmarks/bench_history.py (BENCH_ARGS=...)
 
 # The first Python on PATH that TensorFlow 2.13-2.15 supports.
 PYTHON ?= $(shell for p in python3.11 python3.10 python3.9 python3; do \
@@ -11,8 +12,9 @@ PYTHON ?= $(shell for p in python3.11 python3.10 python3.9 python3; do \
 EXAMPLE_VENV := .venv/example
 TEST_VENV := .venv/test
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: example test clean check-python
+.PHONY: example test bench clean check-python
 
 check-python:
 	@test -n "$(PYTHON)" || { echo "Python 3.9, 3.10 or 3.11 is required (TensorFlow 2.13-2.15 supports no other); set PYTHON=/path/to/python3.x"; exit 1; }
@@ -34,6 +36,9 @@ example: $(EXAMPLE_VENV)/.installed
 
 test: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python -m pytest -ra $(PYTEST_ARGS)
+
+bench: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python benchmarks/bench_history.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv build *.egg-info

@@ -11,7 +11,7 @@ import pytest
 import support
 import tensorflow as tf
 
-from best_exporter import BestExporter, cli, layout
+from best_exporter import BestExporter, cli, cli_exports, cli_history, cli_output, layout
 
 LEGACY_VERSION = "1600000000"
 
@@ -84,7 +84,7 @@ def test_list_marks_the_highest_complete_version_as_served(ram_dir, capsys):
     _, out, _ = _run(capsys, "list", export_dir)
 
     rows = _rows(out)
-    served = [row for row in rows if row.startswith(cli._SERVED_MARK)]
+    served = [row for row in rows if row.startswith(cli_exports.SERVED_MARK)]
     assert len(served) == 1 and "1700000001" in served[0] and "served" in served[0]
     assert "incomplete: no saved_model.pb" in rows[-1]
     assert "3 versions" not in out and "4 versions in" in out
@@ -121,7 +121,7 @@ def test_list_metrics_option_names_the_metrics_there_are(ram_dir, capsys):
 
     status, _, err = _run(capsys, "list", export_dir, "--metrics", "los")
 
-    assert status == cli.EXIT_USAGE
+    assert status == cli_output.EXIT_USAGE
     assert "--metrics los: not found; the metrics are loss, auc" in err
 
 
@@ -192,7 +192,7 @@ def test_list_of_a_record_that_cannot_be_read_shows_the_table_and_exits_2(tmp_pa
 
     status, out, err = _run(capsys, "list", export_dir)
 
-    assert status == cli.EXIT_USAGE
+    assert status == cli_output.EXIT_USAGE
     assert "unreadable record" in _rows(out)[-1]
     assert len(err.splitlines()) == 1
     assert err.startswith("best-exporter: error: 1 record could not be read")
@@ -249,7 +249,7 @@ def test_a_model_dir_given_for_an_export_dir_gets_a_hint_listing_the_export_dirs
 
     status, out, err = _run(capsys, command, os.path.join(model_dir, below))
 
-    assert status == cli.EXIT_USAGE and out == ""
+    assert status == cli_output.EXIT_USAGE and out == ""
     assert len(err.splitlines()) == 1
     assert "looks like a model_dir" in err
     for name in ("best_exporter", "latest"):
@@ -271,7 +271,7 @@ def test_a_bad_path_exits_2_with_one_line_naming_it(tmp_path, capsys, command, p
 
     status, out, err = _run(capsys, command, path)
 
-    assert status == cli.EXIT_USAGE and out == ""
+    assert status == cli_output.EXIT_USAGE and out == ""
     assert err.splitlines() == [f"best-exporter: error: {err.split(': error: ')[1].strip()}"]
     assert message.format(tmp=tmp_path) in err
 
@@ -306,7 +306,7 @@ def test_best_without_a_complete_version_exits_1_saying_why(tmp_path, capsys, co
 
     status, out, err = _run(capsys, "best", str(tmp_path))
 
-    assert status == cli.EXIT_NOTHING_TO_SERVE and out == ""
+    assert status == cli_output.EXIT_NOTHING_TO_SERVE and out == ""
     assert "TensorFlow Serving has nothing to serve" in err
 
 
@@ -349,7 +349,7 @@ def test_history_marks_improvements_and_what_became_of_their_exports(trained_mod
 
     assert status == 0
     rows = _history_rows(out)
-    improved = [step for step, row in rows.items() if row.startswith(cli._IMPROVED_MARK)]
+    improved = [step for step, row in rows.items() if row.startswith(cli_history.IMPROVED_MARK)]
     assert improved == [10, 20, 40, 60, 70]
     assert "pruned by retention" in rows[10]
     assert "not better than 0.7 (step 20)" in rows[30]
@@ -364,7 +364,7 @@ def test_history_judges_by_a_metric_where_higher_is_better(trained_model_dir, ca
     _, out, _ = _run(capsys, "history", trained_model_dir, "--higher-is-better", "auc")
 
     rows = _history_rows(out)
-    improved = [step for step, row in rows.items() if row.startswith(cli._IMPROVED_MARK)]
+    improved = [step for step, row in rows.items() if row.startswith(cli_history.IMPROVED_MARK)]
     assert improved == [10, 20, 30, 40, 60, 70]
     assert out.splitlines()[0].split()[:2] == ["step", "auc"]
     assert "(auc, higher is better)" in out
@@ -397,7 +397,7 @@ def test_history_with_several_export_dirs_asks_for_one(trained_model_dir, capsys
 
     status, _, err = _run(capsys, "history", trained_model_dir)
 
-    assert status == cli.EXIT_USAGE
+    assert status == cli_output.EXIT_USAGE
     assert "choose one with --export-dir" in err and "latest" in err
 
 
@@ -415,54 +415,15 @@ def test_history_of_an_export_dir_points_at_the_model_dir(trained_model_dir, cap
 
     status, _, err = _run(capsys, "history", export_dir)
 
-    assert status == cli.EXIT_USAGE
+    assert status == cli_output.EXIT_USAGE
     assert "holds exported versions, not event files: pass the model_dir" in err
 
 
 def test_history_without_event_files_names_the_pattern(tmp_path, capsys):
     status, _, err = _run(capsys, "history", str(tmp_path), "--pattern", "eval2/*.tfevents.*")
 
-    assert status == cli.EXIT_USAGE
+    assert status == cli_output.EXIT_USAGE
     assert f"no event files match {tmp_path}/eval2/*.tfevents.*" in err
-
-
-# ----------------------------------------------------------------------------
-# Formatting
-
-
-@pytest.mark.parametrize(
-    "count, noun, expected",
-    [(0, "export", "0 exports"), (1, "export", "1 export"), (2, "event file", "2 event files")],
-)
-def test_plural_agrees_with_the_count(count, noun, expected):
-    assert cli.plural(count, noun) == expected
-
-
-@pytest.mark.parametrize(
-    "value, expected",
-    [(None, "-"), (3, "3"), (0.123456789, "0.12346"), (math.nan, "nan"), (True, "True")],
-)
-def test_format_number_never_raises(value, expected):
-    assert cli.format_number(value) == expected
-
-
-@pytest.mark.parametrize(
-    "available, requested, first, expected",
-    [
-        (["auc", "loss", "accuracy", "recall"], None, "loss", (["loss", "accuracy", "auc"], 1)),
-        (
-            ["accuracy_baseline", "auc", "loss", "label/mean"],
-            None,
-            None,
-            (["loss", "auc", "accuracy_baseline"], 1),
-        ),
-        (["auc", "loss"], None, "auc", (["auc", "loss"], 0)),
-        (["auc", "loss"], ["loss"], "auc", (["loss"], 0)),
-        ([], None, "loss", ([], 0)),
-    ],
-)
-def test_metric_columns_put_the_compared_metric_first(available, requested, first, expected):
-    assert cli.metric_columns(available, requested, first) == expected
 
 
 # ----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from best_exporter.cli_output import (
     render_table,
     shorten,
 )
+from best_exporter.records import ExportRecord
 
 SERVED_MARK = "*"
 # Errors of a record's content (it was read, but is not a valid record), as
@@ -45,17 +46,19 @@ def record_problems(record: Mapping[str, Any]) -> List[str]:
     return problems
 
 
-def served_version(exports: Sequence[Any]) -> Optional[Any]:
+def served_version(exports: Sequence[ExportRecord]) -> Optional[ExportRecord]:
     """The version TensorFlow Serving serves: the highest complete one, or None."""
     complete = [e for e in exports if e.complete]
     return max(complete, key=lambda e: e.version) if complete else None
 
 
 def _is_read_failure(problem: Optional[str]) -> bool:
-    return bool(problem) and problem.split(":", 1)[0] not in _CONTENT_ERRORS
+    return problem is not None and problem.split(":", 1)[0] not in _CONTENT_ERRORS
 
 
-def _version_status(export: Any, served: Optional[Any], gone: bool) -> Tuple[str, str]:
+def _version_status(
+    export: ExportRecord, served: Optional[ExportRecord], gone: bool
+) -> Tuple[str, str]:
     """A short state name for --json and the text of the table's last column."""
     if gone:
         return "deleted", "being deleted by retention (renamed to temp-*)"
@@ -81,7 +84,7 @@ def _version_status(export: Any, served: Optional[Any], gone: bool) -> Tuple[str
     return state, "; ".join(notes)
 
 
-def version_row(export: Any, served: Optional[Any], gone: bool) -> Dict[str, Any]:
+def version_row(export: ExportRecord, served: Optional[ExportRecord], gone: bool) -> Dict[str, Any]:
     """One version as `--json` shows it."""
     state, note = _version_status(export, served, gone)
     return dict(
@@ -96,7 +99,7 @@ def version_row(export: Any, served: Optional[Any], gone: bool) -> Dict[str, Any
     )
 
 
-def read_export_dir(export_dir: str) -> Tuple[List[Any], Dict[int, str], List[bool]]:
+def read_export_dir(export_dir: str) -> Tuple[List[ExportRecord], Dict[int, str], List[bool]]:
     """The versions of an export dir, its temp dirs, and which versions vanished meanwhile."""
     check_directory(export_dir, "an export directory")
     try:
@@ -188,7 +191,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _list_lines(
-    args: argparse.Namespace, exports: Sequence[Any], rows: Sequence[Dict[str, Any]], temps: list
+    args: argparse.Namespace,
+    exports: Sequence[ExportRecord],
+    rows: Sequence[Dict[str, Any]],
+    temps: list,
 ) -> List[str]:
     if not exports:
         return [f"No exports in {args.export_dir} yet."] + [

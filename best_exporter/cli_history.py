@@ -24,6 +24,7 @@ from best_exporter.cli_output import (
     render_table,
 )
 from best_exporter.decision import Best, Judge, Source, decide
+from best_exporter.records import ExportRecord
 
 IMPROVED_MARK = "+"
 
@@ -49,7 +50,7 @@ def run_history(args: argparse.Namespace) -> int:
         else compare.lower_is_better(args.metric)
     )
     judge = Judge(comparator)
-    best: Optional[Any] = None
+    best: Optional[Best] = None
     oldest_export_step = min(exports_by_step, default=None)
     rows = []
     for step, metrics in history.evaluations(paths):
@@ -106,14 +107,14 @@ def run_history(args: argparse.Namespace) -> int:
 
 def _exports_of(
     args: argparse.Namespace, model_dir: str
-) -> Tuple[Dict[int, Any], Optional[str], Optional[Any], int]:
+) -> Tuple[Dict[int, ExportRecord], Optional[str], Optional[ExportRecord], int]:
     """The exports on disk by step, their dir, the served one, and how many have no step."""
     export_dir = args.export_dir or _only_export_dir(model_dir)
     if export_dir is None:
         return {}, None, None, 0
     exports, _, gone = read_export_dir(export_dir)
     exports = [e for e, g in zip(exports, gone) if not g]
-    by_step: Dict[int, Any] = {}
+    by_step: Dict[int, ExportRecord] = {}
     unmatched = 0
     for export in exports:
         step = (export.record or {}).get("global_step")
@@ -156,7 +157,7 @@ def _no_events_message(model_dir: str, pattern: str) -> str:
 
 def _history_lines(
     args: argparse.Namespace,
-    comparator: Any,
+    comparator: compare.MetricComparator,
     rows: Sequence[Dict[str, Any]],
     export_dir: Optional[str],
     files: int,

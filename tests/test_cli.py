@@ -10,6 +10,8 @@ from typing import List
 import pytest
 import support
 import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from best_exporter import BestExporter, cli, cli_exports, cli_history, cli_output, layout
 
@@ -474,3 +476,46 @@ def test_command_is_quiet_and_verbose_shows_the_logs(tmp_path):
     assert quiet.stderr == ""  # No TensorFlow C++ lines, no warning repeating the table.
     assert "loss" in quiet.stdout and "invalid record" in quiet.stdout
     assert "Ignoring unreadable export record" in verbose.stderr
+
+
+# ----------------------------------------------------------------------------
+# Fuzzed records: whatever eval_result.json holds, the command answers.
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+records_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "global_step": json_values,
+        "metrics": json_values | st.dictionaries(st.sampled_from(["loss", "auc"]), json_values),
+        "exported_at": json_values | st.just("2026-11-25T12:00:00Z"),
+        "checkpoint_path": json_values,
+    },
+)
+
+
+# Reproducible in CI: the same examples on every run, no example database.
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(record=records_fields | json_values)
+def test_list_and_best_answer_whatever_a_record_holds(ram_dir, capsys, record):
+    export_dir = os.path.join(ram_dir, "fuzz", "export", "best_exporter")
+    if tf.io.gfile.exists(export_dir):
+        tf.io.gfile.rmtree(export_dir)
+    # Python's json writes NaN and infinities as the reader accepts them.
+    _write_record(export_dir, "1700000000", json.dumps(record))
+
+    for argv in (["list"], ["list", "--json"], ["best", "--json"]):
+        status, out, err = _run(capsys, *argv, export_dir)
+        assert status == 0, err
+        if "--json" in argv:
+            json.loads(out, parse_constant=lambda c: 1 / 0)

@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--higher-is-better", metavar="METRIC", help="compare by METRIC, higher is better"
     )
     history_parser.add_argument(
+        "--min-delta",
+        type=float,
+        default=0.0,
+        help="the least change that counts as an improvement, as your compare_fn's "
+        "(default: %(default)s)",
+    )
+    history_parser.add_argument(
         "--export-dir",
         help="the exporter's export directory (default: the only one in MODEL_DIR/export)",
     )

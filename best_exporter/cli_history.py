@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import posixpath
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -31,7 +31,6 @@ IMPROVED_MARK = "+"
 
 def run_history(args: argparse.Namespace) -> int:
     """`best-exporter history`: prints every evaluation and what became of it."""
-
     model_dir = args.model_dir
     check_directory(model_dir, "a model_dir")
     pattern = args.pattern
@@ -44,16 +43,58 @@ def run_history(args: argparse.Namespace) -> int:
     if not paths:
         raise UsageError(_no_events_message(model_dir, pattern))
     exports_by_step, export_dir, served, unmatched = _exports_of(args, model_dir)
-    comparator = (
-        compare.higher_is_better(args.higher_is_better)
-        if args.higher_is_better
-        else compare.lower_is_better(args.metric)
-    )
+    try:
+        comparator = (
+            compare.higher_is_better(args.higher_is_better, args.min_delta)
+            if args.higher_is_better
+            else compare.lower_is_better(args.metric, args.min_delta)
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    rows = replay(history.evaluations(paths), comparator, exports_by_step, served)
+    if args.json:
+        report = dict(
+            model_dir=model_dir,
+            event_files=paths,
+            metric=comparator.metric,
+            higher_is_better=comparator.higher_is_better,
+            export_dir=export_dir,
+            evaluations=rows,
+        )
+        print(json.dumps(jsonable(report), indent=2, allow_nan=False))
+        return 0
+    lines = _history_lines(args, comparator, rows, export_dir, len(paths), pattern)
+    if unmatched:
+        lines.append(
+            f"{plural(unmatched, 'export')} in {export_dir} without a readable record or "
+            "a saved_model.pb cannot be matched to a step."
+        )
+    print("\n".join(lines))
+    return 0
+
+
+def replay(
+    evaluations: Iterable[Tuple[int, Dict[str, float]]],
+    comparator: compare.MetricComparator,
+    exports_by_step: Mapping[int, ExportRecord],
+    served: Optional[ExportRecord],
+) -> List[Dict[str, Any]]:
+    """Judges each evaluation against all before it, and finds what became of its export.
+
+    Args:
+      evaluations: `(step, metrics)` by increasing step.
+      comparator: the compare function the exporter uses.
+      exports_by_step: the complete exports on disk, by their records' step.
+      served: the export TensorFlow Serving serves, if any.
+
+    Returns:
+      One row per evaluation, as `--json` shows it.
+    """
     judge = Judge(comparator)
     best: Optional[Best] = None
     oldest_export_step = min(exports_by_step, default=None)
     rows = []
-    for step, metrics in history.evaluations(paths):
+    for step, metrics in evaluations:
         result = {**metrics, "global_step": step}
         try:
             outcome = decide(judge, best, result)
@@ -84,25 +125,7 @@ def run_history(args: argparse.Namespace) -> int:
         )
         if improved:
             best = Best(result, Source.EVENTS)
-    if args.json:
-        report = dict(
-            model_dir=model_dir,
-            event_files=paths,
-            metric=comparator.metric,
-            higher_is_better=comparator.higher_is_better,
-            export_dir=export_dir,
-            evaluations=rows,
-        )
-        print(json.dumps(jsonable(report), indent=2, allow_nan=False))
-        return 0
-    lines = _history_lines(args, comparator, rows, export_dir, len(paths), pattern)
-    if unmatched:
-        lines.append(
-            f"{plural(unmatched, 'export')} in {export_dir} without a readable record "
-            "(written by the original exporter?) cannot be matched to a step."
-        )
-    print("\n".join(lines))
-    return 0
+    return rows
 
 
 def _exports_of(

@@ -519,3 +519,18 @@ def test_list_and_best_answer_whatever_a_record_holds(ram_dir, capsys, record):
         assert status == 0, err
         if "--json" in argv:
             json.loads(out, parse_constant=lambda c: 1 / 0)
+
+
+def test_history_min_delta_option_judges_as_the_compare_fn_does(trained_model_dir, capsys):
+    _, out, _ = _run(capsys, "history", trained_model_dir, "--min-delta", "0.15")
+
+    rows = _history_rows(out)
+    improved = [step for step, row in rows.items() if row.startswith(cli_history.IMPROVED_MARK)]
+    assert improved == [10, 20, 60]
+
+
+def test_history_rejects_a_negative_min_delta_in_one_line(trained_model_dir, capsys):
+    status, _, err = _run(capsys, "history", trained_model_dir, "--min-delta", "-1")
+
+    assert status == cli_output.EXIT_USAGE
+    assert len(err.splitlines()) == 1 and "min_delta" in err

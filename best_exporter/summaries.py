@@ -6,7 +6,8 @@ an event file of its own in the export base directory. TensorBoard shows that
 directory (`export/<name>` under the model_dir) as a run, so each scalar chart
 overlays the eval curve with the exported bests. TensorFlow Serving ignores
 the files, which are not numeric version directories, and retention touches
-only version and `temp-*` directories (docs/design.md, "TensorBoard").
+only version and `temp-*` directories (docs/design.md, "TensorBoard: the
+exported bests as a run").
 
 Framework-neutral: plain `Event` protos written as TFRecords through
 `tf.io.TFRecordWriter`, which works on every filesystem `tf.io.gfile` knows,

@@ -23,6 +23,8 @@ CompareFn = Callable[..., bool]
 
 _COMPARE_FN_PARAMETERS = ("best_eval_result", "current_eval_result")
 
+_MISSING = object()
+
 
 class MetricComparator:
     """Judges eval results by one metric, in one direction, with a `min_delta`.
@@ -90,9 +92,10 @@ class MetricComparator:
             not a number. The message lists the metrics that the result has and
             suggests the closest one, compared in the same direction.
         """
-        if not eval_result or self._metric not in eval_result:
+        # One lookup: history results decode a metric when it is looked up.
+        raw = eval_result.get(self._metric, _MISSING) if eval_result else _MISSING
+        if raw is _MISSING:
             raise ValueError(self._missing_metric_message(eval_result))
-        raw = eval_result[self._metric]
         try:
             return float(raw)
         except (TypeError, ValueError):
@@ -135,7 +138,11 @@ class MetricComparator:
           ValueError: if either result lacks the metric (like the original
             `_loss_smaller`).
         """
-        gain = self.improvement(self.value(best_eval_result), self.value(current_eval_result))
+        return self.improves(self.value(best_eval_result), self.value(current_eval_result))
+
+    def improves(self, best: float, current: float) -> bool:
+        """Whether the value `current` improves on the value `best`, as `__call__` decides."""
+        gain = self.improvement(best, current)
         if not gain > 0:  # Also False for NaN.
             return False
         # isclose: 0.5 - 0.4 is 0.09999999999999998, which should count as 0.1.

@@ -122,6 +122,8 @@ class Judge:
           The best, or None if no candidate is judgeable; and per exception type
           the candidates skipped for it, so the caller warns once per cause.
         """
+        if self._comparator is not None:
+            return self._best_by_metric(self._comparator, candidates)
         best: Optional[Best] = None
         skipped: Dict[Type[BaseException], SkippedCause] = {}
         for candidate in candidates:
@@ -133,6 +135,29 @@ class Judge:
             except _UNJUDGEABLE as e:
                 cause = skipped.setdefault(type(e), SkippedCause(e, candidate.step))
                 cause.count += 1
+        return best, skipped
+
+    @staticmethod
+    def _best_by_metric(
+        comparator: MetricComparator, candidates: Iterable[Best]
+    ) -> Tuple[Optional[Best], Dict[Type[BaseException], "SkippedCause"]]:
+        """`best_of` for a built-in compare_fn: the same result, one metric read per candidate.
+
+        A long eval history streams through here (history.py), so each
+        candidate's metric is read once rather than on every comparison.
+        """
+        best: Optional[Best] = None
+        best_value = math.nan
+        skipped: Dict[Type[BaseException], SkippedCause] = {}
+        for candidate in candidates:
+            try:
+                value = comparator.value(candidate.eval_result)
+            except ValueError as e:
+                cause = skipped.setdefault(ValueError, SkippedCause(e, candidate.step))
+                cause.count += 1
+                continue
+            if math.isfinite(value) and (best is None or comparator.improves(best_value, value)):
+                best, best_value = candidate, value
         return best, skipped
 
     def check(self, eval_result: Mapping[str, Any]) -> None:

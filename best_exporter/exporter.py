@@ -3,10 +3,11 @@
 import collections.abc
 import dataclasses
 import datetime
+import itertools
 import numbers
 import os
 import posixpath
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -15,7 +16,7 @@ from best_exporter import layout, records, retention, summaries
 from best_exporter._legacy import LegacyAttributes
 from best_exporter.compare import CompareFn, check_compare_fn, loss_smaller
 from best_exporter.decision import Best, Judge, Outcome, SkippedCause, Source, decide
-from best_exporter.history import read_eval_history
+from best_exporter.history import HistoryScan, scan_eval_history
 from best_exporter.log import logger
 
 # Export failures that come from the filesystem, not from the user's model or
@@ -292,13 +293,17 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         ]
         disk_note = f"{len(exports)} exports on disk under {export_path}"
         unrecorded = len(exports) - len(candidates)
+        history = _HistoryCandidates(None, current_step)
         if unrecorded:
-            history, history_note = self._history_before(model_dir, current_step)
-            candidates += history
-            disk_note += f", {unrecorded} of them without records, valued by {history_note}"
-        if assigned is not None:
-            candidates.append(assigned)
-        best, skipped = self._judge.best_of(candidates)
+            history = self._history_before(model_dir, current_step)
+        # A best a subclass assigned before the first export competes last.
+        tail = [assigned] if assigned is not None else []
+        best, skipped = self._judge.best_of(itertools.chain(candidates, history, tail))
+        if unrecorded:
+            disk_note += f", {unrecorded} of them without records, valued by {history.note}"
+        if best is not None and best.source is Source.EVENTS:
+            # Decoded once, and the events behind it released.
+            best = dataclasses.replace(best, eval_result=dict(best.eval_result))
         for cause in skipped.values():
             self._warn_skipped(cause)
         best_export_path = None
@@ -311,19 +316,12 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
 
     def _history_before(
         self, model_dir: str, current_step: Optional[int]
-    ) -> Tuple[List[Best], str]:
-        """The eval results in the event history before `current_step`, and a note for the log."""
+    ) -> "_HistoryCandidates":
+        """The eval results in the event history before `current_step`, streamed."""
         if not self._event_file_pattern:
-            return [], "nothing (event_file_pattern is None)"
-        history = read_eval_history(os.path.join(model_dir, self._event_file_pattern))
-        # The evaluator writes the current result before calling export(): it
-        # must not be held against itself.
-        earlier = [
-            Best(r, Source.EVENTS)
-            for r in history.results
-            if current_step is None or r["global_step"] < current_step
-        ]
-        return earlier, f"{len(earlier)} earlier results in {history.files_read} event files"
+            return _HistoryCandidates(None, current_step)
+        scan = scan_eval_history(os.path.join(model_dir, self._event_file_pattern))
+        return _HistoryCandidates(scan, current_step)
 
     def _write_export(
         self,
@@ -517,6 +515,39 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
             type(cause.example).__name__,
             cause.example,
         )
+
+
+class _HistoryCandidates:
+    """The history's results before the current step, as candidates, counted as they stream.
+
+    The evaluator writes the current result before calling export(): it must not
+    be held against itself, so results at or after its step are left out.
+
+    Args:
+      scan: the event files to read, or None when there is no pattern.
+      current_step: the step of the current evaluation, if known.
+    """
+
+    def __init__(self, scan: Optional[HistoryScan], current_step: Optional[int]):
+        self._scan = scan
+        self._current_step = current_step
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Best]:
+        if self._scan is None:
+            return
+        before = self._current_step
+        for evaluation in self._scan:
+            if before is None or evaluation.step < before:
+                self.count += 1
+                yield Best(evaluation, Source.EVENTS)
+
+    @property
+    def note(self) -> str:
+        """What was read, for the restore log line; complete once iterated."""
+        if self._scan is None:
+            return "nothing (event_file_pattern is None)"
+        return f"{self.count} earlier results in {self._scan.files_read} event files"
 
 
 def _step_of(eval_result: Mapping[str, Any]) -> Optional[int]:

@@ -15,6 +15,7 @@ copied into the `temp-<timestamp>` directory before that is renamed to the
 version: no reader ever sees a version without its record.
 """
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
@@ -22,7 +23,7 @@ import json
 import math
 import numbers
 import uuid
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import tensorflow as tf
@@ -35,6 +36,13 @@ from best_exporter.version import __version__
 # in-memory filesystem is private to the process and vanishes with it, so a
 # killed export leaves nothing behind on any real filesystem.
 _STAGING_ROOT = "ram://best_exporter-staging"
+
+# Record reads in flight at once when a restart reads the records of the exports:
+# enough to hide object-store latency, few enough not to be throttled.
+MAX_CONCURRENT_READS = 16
+
+_Item = TypeVar("_Item")
+_Read = TypeVar("_Read")
 
 # JSON has no NaN or infinity; they are written as these strings.
 _NON_FINITE_NAMES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -237,5 +245,33 @@ def read_export_records(export_dir_base: Union[str, bytes]) -> List[ExportRecord
     Raises:
       tf.errors.OpError: if the directory exists but cannot be listed.
     """
-    versions = layout.list_export_dir(export_dir_base).versions
-    return [read_export(version, path) for version, path in sorted(versions.items())]
+    versions = sorted(layout.list_export_dir(export_dir_base).versions.items())
+    return map_concurrently(lambda item: read_export(*item), versions)
+
+
+def map_concurrently(
+    read: Callable[[_Item], _Read],
+    items: Sequence[_Item],
+    max_workers: int = MAX_CONCURRENT_READS,
+) -> List[_Read]:
+    """Calls `read` on each item with several calls in flight; results in order.
+
+    A restart reads what each version holds (its record, whether its model is
+    complete). On an object store each of those is a round trip (tens of
+    milliseconds on GCS), so 200 versions read one by one would take seconds;
+    with a few reads in flight, a restart waits for the slowest of each batch.
+    The reads are I/O in TensorFlow's filesystem code, which releases the GIL.
+
+    Args:
+      read: reads one item, e.g. `read_export`; raises only for a bug.
+      items: what to read, in the order wanted.
+      max_workers: the most calls in flight.
+
+    Returns:
+      `[read(item) for item in items]`.
+    """
+    if len(items) <= 1 or max_workers <= 1:
+        return [read(item) for item in items]
+    workers = min(max_workers, len(items))
+    with concurrent.futures.ThreadPoolExecutor(workers, "best_exporter-records") as pool:
+        return list(pool.map(read, items))

@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import os
+import threading
 from typing import List
 
 import numpy as np
@@ -198,6 +199,64 @@ def test_read_export_records_lists_versions_oldest_first(any_dir: str) -> None:
 
 def test_read_export_records_of_a_missing_dir_is_empty(any_dir: str) -> None:
     assert read_export_records(os.path.join(any_dir, "export", "none")) == []
+
+
+def test_read_export_records_keeps_the_order_of_many_versions_read_at_once(any_dir: str) -> None:
+    base = os.path.join(any_dir, "export", "best")
+    count = 3 * records.MAX_CONCURRENT_READS + 1
+    for i in range(count):
+        if i % 7 == 3:
+            tf.io.gfile.makedirs(os.path.join(base, str(V + i)))  # Without a record.
+            continue
+        text = records.dumps_record({"global_step": i, "metrics": {"loss": i / count}})
+        _write(os.path.join(base, str(V + i), "assets.extra", "eval_result.json"), text)
+
+    exports = read_export_records(base)
+
+    assert [e.version for e in exports] == [V + i for i in range(count)]
+    assert [e.eval_result for e in exports] == [
+        None if i % 7 == 3 else {"loss": i / count, "global_step": i} for i in range(count)
+    ]
+
+
+def test_reads_run_concurrently_up_to_the_limit() -> None:
+    # Each read waits until `limit` reads are in flight: read one by one, the
+    # barrier would break (BrokenBarrierError) instead of letting them through.
+    limit = 4
+    barrier = threading.Barrier(limit, timeout=30)
+    lock = threading.Lock()
+    in_flight = [0, 0]  # now, most
+
+    def read(version_dir: str):
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
+        barrier.wait()
+        with lock:
+            in_flight[0] -= 1
+        return {"dir": version_dir}
+
+    dirs = [f"/export/{V + i}" for i in range(3 * limit)]
+    found = records.map_concurrently(read, dirs, max_workers=limit)
+
+    assert found == [{"dir": d} for d in dirs]
+    assert in_flight[1] == limit
+
+
+def test_a_failing_record_read_leaves_the_others(any_dir: str, caplog) -> None:
+    base = os.path.join(any_dir, "export", "best")
+    for i in range(5):
+        text = "{truncated" if i == 2 else records.dumps_record({"metrics": {"loss": 1.0 + i}})
+        _write(os.path.join(base, str(V + i), "assets.extra", "eval_result.json"), text)
+
+    with caplog.at_level(logging.WARNING, logger="tensorflow.best_exporter"):
+        exports = read_export_records(base)
+
+    assert [e.eval_result for e in exports] == [
+        None if i == 2 else {"loss": 1.0 + i} for i in range(5)
+    ]
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert str(V + 2) in caplog.records[0].getMessage()
 
 
 def test_eval_result_of_a_record_without_step_has_metrics_only() -> None:

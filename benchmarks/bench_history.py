@@ -8,7 +8,7 @@ Part 1, reading the eval history. Writes a realistic eval events file (by defaul
 runs, finding the best eval result with:
 
 * the original `tf.estimator.BestExporter._get_best_eval_result`;
-* `best_exporter.history.read_eval_history` plus `Judge(loss_smaller).best_of`;
+* `best_exporter.history.scan_eval_history` streamed into `Judge(loss_smaller).best_of`;
 * TensorBoard's loaders, for reference: `RawEventFileLoader` (records only),
   `LegacyEventFileLoader` (parsed events) and `EventFileLoader` (with data migration).
 
@@ -28,7 +28,7 @@ writes a small version directory, so an export costs milliseconds, not a SavedMo
 Each run starts from the same export directory, restored before the run, untimed.
 Run:
 
-    /work/venv/bin/python benchmarks/bench_history.py [--evals 20000] [--repeats 5]
+    python benchmarks/bench_history.py [--evals 20000] [--repeats 5]
 """
 
 import argparse
@@ -51,7 +51,7 @@ from tensorboard.backend.event_processing import event_file_loader  # noqa: E402
 from best_exporter import BestExporter  # noqa: E402
 from best_exporter.compare import loss_smaller  # noqa: E402
 from best_exporter.decision import Best, Judge, Source  # noqa: E402
-from best_exporter.history import read_eval_history  # noqa: E402
+from best_exporter.history import scan_eval_history  # noqa: E402
 
 # The tests' FakeEstimator: the same stand-in the unit tests export with.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
@@ -144,15 +144,15 @@ def original(pattern: str) -> str:
 
 
 def ours(pattern: str) -> str:
-    history = read_eval_history(pattern)
-    best, _ = Judge(loss_smaller).best_of(Best(r, Source.EVENTS) for r in history.results)
+    # What BestExporter does: the history streamed into best_of.
+    best, _ = Judge(loss_smaller).best_of(Best(e, Source.EVENTS) for e in scan_eval_history(pattern))
     if best is None:
         return "nothing"
     return f"loss {best.eval_result['loss']:.6g} (step {best.step})"
 
 
 def ours_read_only(pattern: str) -> str:
-    return f"{len(read_eval_history(pattern).results)} results"
+    return f"{sum(1 for _ in scan_eval_history(pattern))} results"
 
 
 def _tensorboard(loader_class: type) -> Callable[[str], str]:
@@ -169,8 +169,8 @@ def _tensorboard(loader_class: type) -> Callable[[str], str]:
 READERS: List[Tuple[str, Callable[[str], str], bool]] = [
     # (name, reader, measure memory)
     ("original BestExporter._get_best_eval_result", original, True),
-    ("best_exporter read_eval_history + best_of", ours, True),
-    ("best_exporter read_eval_history alone", ours_read_only, False),
+    ("best_exporter scan_eval_history + best_of", ours, True),
+    ("best_exporter scan_eval_history alone", ours_read_only, False),
     (
         "TensorBoard RawEventFileLoader (records)",
         _tensorboard(event_file_loader.RawEventFileLoader),

@@ -40,6 +40,8 @@ _STAGING_ROOT = "ram://best_exporter-staging"
 # Record reads in flight at once when a restart reads the records of the exports:
 # enough to hide object-store latency, few enough not to be throttled.
 MAX_CONCURRENT_READS = 16
+# On local disk (and ram://), reads one at a time: see `reads_in_flight`.
+LOCAL_READS_IN_FLIGHT = 1
 
 _Item = TypeVar("_Item")
 _Read = TypeVar("_Read")
@@ -246,13 +248,26 @@ def read_export_records(export_dir_base: Union[str, bytes]) -> List[ExportRecord
       tf.errors.OpError: if the directory exists but cannot be listed.
     """
     versions = sorted(layout.list_export_dir(export_dir_base).versions.items())
-    return map_concurrently(lambda item: read_export(*item), versions)
+    return map_concurrently(
+        lambda item: read_export(*item), versions, reads_in_flight(layout.as_path(export_dir_base))
+    )
+
+
+def reads_in_flight(path: str) -> int:
+    """How many reads to have in flight under `path`: several only where they wait.
+
+    A local read takes microseconds: threads would cost more than they save
+    (measured in benchmarks/bench_restart.py). A path with a scheme (gs://,
+    s3://, hdfs://) is a network filesystem, where each read waits on a round trip.
+    """
+    scheme = path.split("://", 1)[0] if "://" in path else ""
+    return LOCAL_READS_IN_FLIGHT if scheme in ("", "file") else MAX_CONCURRENT_READS
 
 
 def map_concurrently(
     read: Callable[[_Item], _Read],
     items: Sequence[_Item],
-    max_workers: int = MAX_CONCURRENT_READS,
+    max_workers: Optional[int] = None,
 ) -> List[_Read]:
     """Calls `read` on each item with several calls in flight; results in order.
 
@@ -265,11 +280,13 @@ def map_concurrently(
     Args:
       read: reads one item, e.g. `read_export`; raises only for a bug.
       items: what to read, in the order wanted.
-      max_workers: the most calls in flight.
+      max_workers: the most calls in flight; None for `MAX_CONCURRENT_READS`.
 
     Returns:
       `[read(item) for item in items]`.
     """
+    if max_workers is None:
+        max_workers = MAX_CONCURRENT_READS
     if len(items) <= 1 or max_workers <= 1:
         return [read(item) for item in items]
     workers = min(max_workers, len(items))

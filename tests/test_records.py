@@ -201,7 +201,26 @@ def test_read_export_records_of_a_missing_dir_is_empty(any_dir: str) -> None:
     assert read_export_records(os.path.join(any_dir, "export", "none")) == []
 
 
-def test_read_export_records_keeps_the_order_of_many_versions_read_at_once(any_dir: str) -> None:
+@pytest.mark.parametrize(
+    "path, in_flight",
+    [
+        ("/model/export/best", 1),
+        ("relative/export/best", 1),
+        ("file:///model/export/best", 1),
+        ("gs://bucket/model/export/best", records.MAX_CONCURRENT_READS),
+        ("s3://bucket/model/export/best", records.MAX_CONCURRENT_READS),
+        ("hdfs://namenode/model/export/best", records.MAX_CONCURRENT_READS),
+    ],
+)
+def test_reads_are_concurrent_only_on_network_filesystems(path: str, in_flight: int) -> None:
+    assert records.reads_in_flight(path) == in_flight
+
+
+def test_read_export_records_keeps_the_order_of_many_versions_read_at_once(
+    any_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Concurrent on local disk too, as on a bucket.
+    monkeypatch.setattr(records, "LOCAL_READS_IN_FLIGHT", records.MAX_CONCURRENT_READS)
     base = os.path.join(any_dir, "export", "best")
     count = 3 * records.MAX_CONCURRENT_READS + 1
     for i in range(count):
@@ -243,7 +262,10 @@ def test_reads_run_concurrently_up_to_the_limit() -> None:
     assert in_flight[1] == limit
 
 
-def test_a_failing_record_read_leaves_the_others(any_dir: str, caplog) -> None:
+def test_a_failing_record_read_leaves_the_others(
+    any_dir: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(records, "LOCAL_READS_IN_FLIGHT", records.MAX_CONCURRENT_READS)
     base = os.path.join(any_dir, "export", "best")
     for i in range(5):
         text = "{truncated" if i == 2 else records.dumps_record({"metrics": {"loss": 1.0 + i}})

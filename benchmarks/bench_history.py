@@ -145,7 +145,8 @@ def original(pattern: str) -> str:
 
 def ours(pattern: str) -> str:
     # What BestExporter does: the history streamed into best_of.
-    best, _ = Judge(loss_smaller).best_of(Best(e, Source.EVENTS) for e in scan_eval_history(pattern))
+    scan = scan_eval_history(pattern, metric=loss_smaller.metric)
+    best, _ = Judge(loss_smaller).best_of(Best(e, Source.EVENTS) for e in scan)
     if best is None:
         return "nothing"
     return f"loss {best.eval_result['loss']:.6g} (step {best.step})"

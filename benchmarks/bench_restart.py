@@ -66,7 +66,9 @@ def find_original(pattern: str) -> str:
 
 
 def find_ours(pattern: str) -> str:
-    best, _ = Judge(loss_smaller).best_of(Best(e, Source.EVENTS) for e in scan_eval_history(pattern))
+    # As BestExporter does: the compared metric is the scan's hint.
+    scan = scan_eval_history(pattern, metric=loss_smaller.metric)
+    best, _ = Judge(loss_smaller).best_of(Best(e, Source.EVENTS) for e in scan)
     if best is None:
         return "nothing"
     return f"loss {best.eval_result['loss']:.6g} (step {best.step})"
@@ -142,7 +144,7 @@ def history_table(title: str, pattern: str, repeats: int) -> List[Dict[str, Any]
     for row in rows:
         print(
             f"{row['name']:<10}{row['cpu']:>8.3f}{row['wall']:>8.3f}"
-            f"{base['cpu'] / row['cpu']:>9.2f}x{row['rss']:>10.1f}{row['python']:>12.1f}  "
+            f"{base['cpu'] / row['cpu']:>9.2f}x{row['rss']:>10.1f}{row['python']:>12.2f}  "
             f"{row['found']}"
         )
     return rows
@@ -319,8 +321,8 @@ def part2(root: str, evals: int, repeats: int, latency_ms: float) -> None:
             chosen = sequential if latency == 0 else concurrent
             print(
                 f"{versions:>8}  {label:<22}"
-                f"{original_time * 1e3 if latency == 0 else float('nan'):>12.1f}"
-                f"{sequential * 1e3:>15.1f}{concurrent * 1e3:>15.1f}"
+                + (f"{original_time * 1e3:>12.1f}" if latency == 0 else f"{'-':>12}")
+                + f"{sequential * 1e3:>15.1f}{concurrent * 1e3:>15.1f}"
                 f"{sequential / concurrent:>9.1f}x"
                 + (f"{original_time / chosen:>12.0f}x" if latency == 0 else f"{'-':>13}")
             )

@@ -320,7 +320,9 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         """The eval results in the event history before `current_step`, streamed."""
         if not self._event_file_pattern:
             return _HistoryCandidates(None, current_step)
-        scan = scan_eval_history(os.path.join(model_dir, self._event_file_pattern))
+        scan = scan_eval_history(
+            os.path.join(model_dir, self._event_file_pattern), metric=self._judge.metric
+        )
         return _HistoryCandidates(scan, current_step)
 
     def _write_export(

@@ -244,10 +244,14 @@ class Evaluation(collections.abc.Mapping):
         # summary without those bytes has no value of this tag. TF2 writes one
         # value per event, so this leaves most summaries of a TF2 evaluation unparsed.
         needle = _serialized_tag(tag)
+        summaries = self._summaries
         for index, (wall_time, serialized) in enumerate(self._writes):
             if needle not in serialized:
                 continue
-            values = self._summary(index).value
+            summary = summaries[index]
+            if summary is None:
+                summary = summaries[index] = _parse_summary(serialized)
+            values = summary.value
             # Estimator writes its metrics in the same order every time: the
             # position where the tag was last found is almost always right.
             if position < len(values) and values[position].tag == tag:
@@ -330,10 +334,17 @@ class HistoryScan:
       paths: the files it matched, sorted; empty if it could not be listed.
     """
 
-    def __init__(self, pattern: str, paths: Sequence[str], load_records: RecordLoader):
+    def __init__(
+        self,
+        pattern: str,
+        paths: Sequence[str],
+        load_records: RecordLoader,
+        metric: Optional[str] = None,
+    ):
         self.pattern = pattern
         self.paths = tuple(paths)
         self._load_records = load_records
+        self._metric = metric
 
     @property
     def files_read(self) -> int:
@@ -347,9 +358,14 @@ class HistoryScan:
             groups: Iterator[_Group] = streams[0]  # Already one group per step.
         else:
             groups = _merged_steps(heapq.merge(*streams, key=operator.itemgetter(0)))
+        metric = self._metric
         for step, writes in groups:
             evaluation = Evaluation(step, writes, positions)
-            if evaluation.has_scalar():
+            # A group without a single number is no result. Decoding the metric the
+            # caller will ask for anyway is the cheap proof that it has one.
+            if (metric is not None and evaluation.get(metric) is not None) or (
+                evaluation.has_scalar()
+            ):
                 yield evaluation
 
 
@@ -378,7 +394,9 @@ def _load_records(path: str) -> Iterable[bytes]:
     return RawEventFileLoader(path).Load()
 
 
-def scan_eval_history(pattern: str, load_records: RecordLoader = _load_records) -> HistoryScan:
+def scan_eval_history(
+    pattern: str, load_records: RecordLoader = _load_records, metric: Optional[str] = None
+) -> HistoryScan:
     """Lists the event files matching `pattern`, to stream their evaluations.
 
     Never raises for what a file holds or for a file that cannot be read: those
@@ -387,6 +405,8 @@ def scan_eval_history(pattern: str, load_records: RecordLoader = _load_records) 
     Args:
       pattern: a glob pattern of event files, e.g. `'/model/eval/*.tfevents.*'`.
       load_records: returns the serialized `Event` records of one file.
+      metric: the metric the caller will look up in every evaluation, if any
+        (a built-in compare_fn's); a hint that saves decoding another one.
 
     Returns:
       An iterable of `Evaluation`s; no file is read until it is iterated.
@@ -396,7 +416,7 @@ def scan_eval_history(pattern: str, load_records: RecordLoader = _load_records) 
     except (tf.errors.OpError, OSError) as e:
         logger.warning("Cannot list event files %s, so no eval history is read: %s", pattern, e)
         paths = []
-    return HistoryScan(pattern, paths, load_records)
+    return HistoryScan(pattern, paths, load_records, metric)
 
 
 def read_eval_history(pattern: str, load_records: RecordLoader = _load_records) -> EvalHistory:

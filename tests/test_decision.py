@@ -5,6 +5,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from best_exporter.compare import higher_is_better, loss_smaller, lower_is_better
 from best_exporter.decision import Best, Judge, Outcome, Source, decide
@@ -125,6 +127,60 @@ def test_best_of_skips_results_without_the_metric_once_per_cause() -> None:
     assert list(skipped) == [ValueError]
     assert skipped[ValueError].count == 50
     assert skipped[ValueError].first_step == 1
+
+
+_MISSING = object()  # A candidate without the metric.
+_METRIC_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.just(math.nan),
+    st.sampled_from([0.25, 0.5, 0.5 + 1e-17, "0.75", "not a number", None]),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    comparator=st.sampled_from(
+        [loss_smaller, lower_is_better("loss", min_delta=0.1), higher_is_better("loss")]
+    ),
+    losses=st.lists(st.one_of(st.just(_MISSING), _METRIC_VALUES), max_size=12),
+)
+def test_best_of_by_one_metric_agrees_with_the_compare_fn_called_on_every_pair(
+    comparator, losses
+) -> None:
+    # Judge(comparator) reads each candidate's metric once; wrapped in a plain
+    # function the same comparator goes through the general path. Both must agree.
+    candidates = [
+        Best({"global_step": step} if loss is _MISSING else {"loss": loss, "global_step": step},
+             Source.EVENTS)
+        for step, loss in enumerate(losses, start=1)
+    ]
+
+    def general(best_eval_result, current_eval_result):
+        return comparator(best_eval_result, current_eval_result)
+
+    def finite_only(candidate: Best) -> bool:
+        try:
+            return math.isfinite(comparator.value(candidate.eval_result))
+        except ValueError:
+            return False
+
+    fast, fast_skipped = Judge(comparator).best_of(candidates)
+    # The general path leaves finiteness to a custom compare_fn: give it the finite ones.
+    slow, slow_skipped = Judge(general).best_of(
+        [c for c in candidates if finite_only(c) or _raises(comparator, c)]
+    )
+    assert fast is slow
+    assert {k: (v.count, v.first_step) for k, v in fast_skipped.items()} == {
+        k: (v.count, v.first_step) for k, v in slow_skipped.items()
+    }
+
+
+def _raises(comparator, candidate: Best) -> bool:
+    try:
+        comparator.value(candidate.eval_result)
+    except ValueError:
+        return True
+    return False
 
 
 def _compare_fn_raising(kind: str):

@@ -21,7 +21,7 @@ from tensorflow_estimator.python.estimator import estimator as estimator_lib
 
 from best_exporter.compare import loss_smaller
 from best_exporter.decision import Best, Judge, Source
-from best_exporter.history import EvalHistory, RecordLoader, read_eval_history
+from best_exporter.history import EvalHistory, RecordLoader, read_eval_history, scan_eval_history
 from best_exporter.log import logger
 
 Results = Sequence[Tuple[int, Mapping[str, float]]]
@@ -384,6 +384,124 @@ def test_result_does_not_depend_on_which_file_holds_which_records(
         {"loss": 0.125, "global_step": 300},
     ]
     assert history.files_read == 3
+
+
+def test_two_writers_of_the_same_steps_merge_into_one_result_per_step(any_dir: str) -> None:
+    # Estimator's loss in one file and a second writer's TF2 accuracy in another,
+    # at the same steps: the files are read side by side, merged by step.
+    support.write_legacy_events(_eval_dir(any_dir), [(s, {"loss": m["loss"]}) for s, m in RESULTS])
+    support.write_tf2_events(
+        _eval_dir(any_dir), [(s, {"accuracy": m["accuracy"]}) for s, m in RESULTS]
+    )
+    assert list(read_eval_history(_pattern(any_dir)).results) == _expected(RESULTS)
+
+
+def test_a_restarted_evaluator_re_evaluating_a_step_gives_one_result_newest_wins(
+    any_dir: str,
+) -> None:
+    # The first evaluator process evaluated steps 100-300; after a restart the next
+    # one re-evaluated step 300 (another loss, written later) into a new file.
+    first = _write_timed_events(
+        os.path.join(any_dir, "w1"),
+        [(1.0, 100, {"loss": 0.75}), (2.0, 200, {"loss": 0.5}), (3.0, 300, {"loss": 0.25})],
+    )
+    second = _write_timed_events(
+        os.path.join(any_dir, "w2"), [(9.0, 300, {"loss": 0.375}), (10.0, 400, {"loss": 0.125})]
+    )
+    _place(any_dir, "1.first", _read_bytes(first))
+    _place(any_dir, "2.second", _read_bytes(second))
+    assert [(r["global_step"], r["loss"]) for r in read_eval_history(_pattern(any_dir)).results] == [
+        (100, 0.75),
+        (200, 0.5),
+        (300, 0.375),
+        (400, 0.125),
+    ]
+
+
+def test_a_step_written_again_after_its_file_went_down_is_an_evaluation_of_its_own(
+    any_dir: str,
+) -> None:
+    # The documented trade-off of streaming (docs/design.md, "Reading the history"):
+    # a file whose steps go down breaks the premise that they increase, and a group
+    # after the drop is yielded alone instead of merged with its step's earlier write.
+    path = _write_timed_events(
+        os.path.join(any_dir, "w"),
+        [(1.0, 100, {"loss": 0.5}), (2.0, 200, {"loss": 0.25}), (3.0, 100, {"loss": 0.75})],
+    )
+    _place(any_dir, "1.restarted", _read_bytes(path))
+    assert [(e.step, e["loss"]) for e in scan_eval_history(_pattern(any_dir))] == [
+        (100, 0.5),
+        (200, 0.25),
+        (100, 0.75),
+    ]
+
+
+# ----------------------------------------------------------------------------
+# Streaming: files are read as the scan is iterated, one evaluation at a time.
+
+
+def _counting(loader: RecordLoader, consumed: List[str]) -> RecordLoader:
+    def load(path: str) -> Iterator[bytes]:
+        for record in loader(path):
+            consumed.append(path)
+            yield record
+
+    return load
+
+
+def test_no_file_is_read_before_the_scan_is_iterated(any_dir: str) -> None:
+    support.write_legacy_events(_eval_dir(any_dir), RESULTS)
+    consumed: List[str] = []
+    scan = scan_eval_history(_pattern(any_dir), load_records=_counting(_real_records, consumed))
+    assert scan.files_read == 1
+    assert consumed == []
+    assert [e.step for e in scan] == [100, 200, 300]
+    assert len(consumed) > 0
+
+
+def test_each_evaluation_is_yielded_once_the_next_step_begins(
+    any_dir: str, write_events: Writer
+) -> None:
+    path = write_events(_eval_dir(any_dir), RESULTS)
+    records_in_file = len(list(_real_records(path)))
+    consumed: List[str] = []
+    scan = iter(
+        scan_eval_history(_pattern(any_dir), load_records=_counting(_real_records, consumed))
+    )
+    first = next(scan)
+    # file_version, the records of step 100, and the first of step 200: no more.
+    assert first.step == 100
+    assert len(consumed) == 1 + (records_in_file - 1) // len(RESULTS) + 1
+    assert dict(first) == _expected(RESULTS[:1])[0]
+
+
+@pytest.mark.parametrize("metric", ["loss", "accuracy", "image", "absent"])
+def test_the_metric_hint_changes_no_result(any_dir: str, metric: str) -> None:
+    writer = tf.summary.create_file_writer(_eval_dir(any_dir))
+    with writer.as_default():
+        tf.summary.scalar("loss", 0.5, step=100)
+        tf.summary.image("image", tf.zeros([1, 2, 2, 3]), step=100)
+        tf.summary.scalar("accuracy", 0.25, step=200)  # No loss at this step.
+        tf.summary.image("image", tf.zeros([1, 2, 2, 3]), step=300)  # No number at all.
+        tf.summary.scalar("loss", 0.125, step=400)
+    writer.close()
+    pattern = _pattern(any_dir)
+    hinted = [dict(e) for e in scan_eval_history(pattern, metric=metric)]
+    assert hinted == [dict(e) for e in scan_eval_history(pattern)]
+    assert [r["global_step"] for r in hinted] == [100, 200, 400]
+
+
+def test_an_evaluation_is_a_mapping_that_decodes_what_is_asked(any_dir: str) -> None:
+    support.write_tf2_events(_eval_dir(any_dir), RESULTS[:1])
+    (evaluation,) = scan_eval_history(_pattern(any_dir))
+    assert evaluation["loss"] == 0.75 and evaluation.get("loss") == 0.75
+    assert "accuracy" in evaluation and "auc" not in evaluation
+    assert evaluation.get("auc") is None and evaluation.get("auc", 1.0) == 1.0
+    with pytest.raises(KeyError, match="auc"):
+        evaluation["auc"]
+    assert evaluation["global_step"] == 100
+    assert dict(evaluation) == {"loss": 0.75, "accuracy": 0.5, "global_step": 100}
+    assert len(evaluation) == 3 and sorted(evaluation) == ["accuracy", "global_step", "loss"]
 
 
 # ----------------------------------------------------------------------------

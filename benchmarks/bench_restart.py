@@ -50,7 +50,7 @@ from bench_history import FakeEstimator  # noqa: E402
 from best_exporter import BestExporter, records  # noqa: E402
 from best_exporter.compare import loss_smaller  # noqa: E402
 from best_exporter.decision import Best, Judge, Source  # noqa: E402
-from best_exporter.history import scan_eval_history  # noqa: E402
+from best_exporter.history import read_eval_history, scan_eval_history  # noqa: E402
 
 FIRST_VERSION = bench_history.FIRST_VERSION
 RUN_VERSION = FIRST_VERSION + 10_000
@@ -74,7 +74,18 @@ def find_ours(pattern: str) -> str:
     return f"loss {best.eval_result['loss']:.6g} (step {best.step})"
 
 
-READERS: Dict[str, Callable[[str], str]] = {"original": find_original, "ours": find_ours}
+def find_ours_holding_all(pattern: str) -> str:
+    # The reader before streaming, for its memory: every result held, then judged.
+    results = read_eval_history(pattern).results
+    best, _ = Judge(loss_smaller).best_of(Best(r, Source.EVENTS) for r in results)
+    return "nothing" if best is None else f"loss {best.eval_result['loss']:.6g} (step {best.step})"
+
+
+READERS: Dict[str, Callable[[str], str]] = {
+    "original": find_original,
+    "ours": find_ours,
+    "held": find_ours_holding_all,
+}
 
 
 def _rss_mib(field: str) -> float:
@@ -154,6 +165,7 @@ def part1(root: str, evals_list: List[int], repeats: int, tf2: bool) -> None:
     print("\n== The history path: the best of a long eval history ==")
     print("speed-up: the original's CPU time / this row's (higher is faster).")
     print("RSS +MiB: peak growth of resident memory over one run, all allocations.")
+    print("held: ours with every result held (read_eval_history), as the reader was before.")
     tags = bench_history._tags(10)
     for evals in evals_list:
         values = bench_history._values(evals, len(tags))

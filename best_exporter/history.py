@@ -329,9 +329,15 @@ class HistoryScan:
     a file whose steps go down: see the module docstring), and holds no
     evaluation after yielding it. Iterating again reads the files again.
 
-    Attributes:
+    Args:
       pattern: the glob of event files.
       paths: the files it matched, sorted; empty if it could not be listed.
+      load_records: returns the serialized `Event` records of one file.
+      metric: the metric the caller looks up in every evaluation, if known.
+
+    Attributes:
+      pattern: the glob of event files.
+      paths: the files it matched, sorted.
     """
 
     def __init__(

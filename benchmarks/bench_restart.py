@@ -39,12 +39,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
 # Run as a script, this directory is on sys.path: bench_history's writers and the
 # tests' FakeEstimator (which bench_history puts on sys.path) are shared.
 import bench_history  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from bench_history import FakeEstimator  # noqa: E402
 
 from best_exporter import BestExporter, records  # noqa: E402
@@ -301,8 +300,9 @@ def part2(root: str, evals: int, repeats: int, latency_ms: float) -> None:
     step = (evals + 1) * bench_history.STEPS_PER_EVAL
 
     def ours() -> BestExporter:
-        return BestExporter(serving_input_receiver_fn=bench_history._stub_receiver_fn,
-                            exports_to_keep=None)
+        return BestExporter(
+            serving_input_receiver_fn=bench_history._stub_receiver_fn, exports_to_keep=None
+        )
 
     def original() -> Any:
         return tf.estimator.BestExporter(

@@ -314,9 +314,7 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         self._prune(export_path, state)
         return state
 
-    def _history_before(
-        self, model_dir: str, current_step: Optional[int]
-    ) -> "_HistoryCandidates":
+    def _history_before(self, model_dir: str, current_step: Optional[int]) -> "_HistoryCandidates":
         """The eval results in the event history before `current_step`, streamed."""
         if not self._event_file_pattern:
             return _HistoryCandidates(None, current_step)

@@ -47,6 +47,7 @@ import heapq
 import operator
 import struct
 from typing import (
+    Any,
     Callable,
     Dict,
     Iterable,
@@ -63,7 +64,7 @@ import tensorflow as tf
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
-from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
+from tensorboard.compat.proto import summary_pb2, types_pb2
 from tensorboard.summary.writer.record_writer import masked_crc32c
 
 from best_exporter.log import logger
@@ -77,7 +78,7 @@ _Write = Tuple[float, bytes]
 _Group = Tuple[int, List[_Write]]
 
 
-def _lite_event_class() -> type:
+def _lite_event_class() -> Any:
     """An `Event` that parses only wall_time, step and the summary's bytes.
 
     Wire-compatible with `tensorboard`'s `Event` for those fields (a message
@@ -116,6 +117,7 @@ def _parse_summary(serialized: bytes) -> summary_pb2.Summary:
     except DecodeError:
         return _EMPTY_SUMMARY
 
+
 # A TFRecord is framed by an 8-byte length, a 4-byte length CRC and, after the
 # data, a 4-byte data CRC.
 _RECORD_HEADER_BYTES = 12
@@ -151,7 +153,6 @@ _TENSOR_CONTENT_STRUCTS = {
     types_pb2.DT_UINT64: struct.Struct("<Q"),
     types_pb2.DT_HALF: struct.Struct("<e"),
 }
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,7 +288,6 @@ class Evaluation(collections.abc.Mapping):
             self._values = values
             self._complete = True
         return self._values
-
 
     def merged_with(self, later: "Evaluation") -> "Evaluation":
         """This evaluation and a later-read one of the same step, as one."""
@@ -442,7 +442,9 @@ def read_eval_history(pattern: str, load_records: RecordLoader = _load_records) 
     results = tuple(
         {**metrics, "global_step": step} for step, metrics in evaluations(scan.paths, load_records)
     )
-    logger.debug("Read %d eval results from %d event files %s", len(results), scan.files_read, pattern)
+    logger.debug(
+        "Read %d eval results from %d event files %s", len(results), scan.files_read, pattern
+    )
     return EvalHistory(results=results, files_read=scan.files_read)
 
 

@@ -150,8 +150,10 @@ def test_best_of_by_one_metric_agrees_with_the_compare_fn_called_on_every_pair(
     # Judge(comparator) reads each candidate's metric once; wrapped in a plain
     # function the same comparator goes through the general path. Both must agree.
     candidates = [
-        Best({"global_step": step} if loss is _MISSING else {"loss": loss, "global_step": step},
-             Source.EVENTS)
+        Best(
+            {"global_step": step} if loss is _MISSING else {"loss": loss, "global_step": step},
+            Source.EVENTS,
+        )
         for step, loss in enumerate(losses, start=1)
     ]
 

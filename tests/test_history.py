@@ -410,7 +410,9 @@ def test_a_restarted_evaluator_re_evaluating_a_step_gives_one_result_newest_wins
     )
     _place(any_dir, "1.first", _read_bytes(first))
     _place(any_dir, "2.second", _read_bytes(second))
-    assert [(r["global_step"], r["loss"]) for r in read_eval_history(_pattern(any_dir)).results] == [
+    assert [
+        (r["global_step"], r["loss"]) for r in read_eval_history(_pattern(any_dir)).results
+    ] == [
         (100, 0.75),
         (200, 0.5),
         (300, 0.375),

@@ -23,7 +23,7 @@ CompareFn = Callable[..., bool]
 
 _COMPARE_FN_PARAMETERS = ("best_eval_result", "current_eval_result")
 
-_MISSING = object()
+_MISSING: Any = object()  # A metric absent from a result.
 
 
 class MetricComparator:

@@ -49,7 +49,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 from best_exporter import layout, retention
 from best_exporter.compare import CompareFn, check_compare_fn
 from best_exporter.decision import Best, Judge, Source
-from best_exporter.history import read_eval_history
+from best_exporter.history import scan_eval_history
 from best_exporter.log import logger
 
 
@@ -180,8 +180,8 @@ class LegacyAttributes:
         """
         if not event_files:
             return None
-        history = read_eval_history(layout.as_path(event_files))
-        best, skipped = self._judge.best_of(Best(r, Source.EVENTS) for r in history.results)
+        scan = scan_eval_history(layout.as_path(event_files), metric=self._judge.metric)
+        best, skipped = self._judge.best_of(Best(e, Source.EVENTS) for e in scan)
         for cause in skipped.values():
             self._warn_skipped(cause)  # type: ignore[attr-defined]
         return dict(best.eval_result) if best is not None else None

@@ -7,7 +7,7 @@ import itertools
 import numbers
 import os
 import posixpath
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Union
 
 import numpy as np
 import tensorflow as tf

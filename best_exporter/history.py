@@ -165,7 +165,8 @@ class EvalHistory:
     Attributes:
       results: one dict of metric name to float per evaluation, with the step
         under `'global_step'`, sorted by step. When a step was evaluated more
-        than once, each metric keeps its most recently written value.
+        than once, each metric keeps its most recently written value (unless a
+        file's steps went down: see the module docstring).
       files_read: how many event files matched the pattern (some may have been
         unreadable, in part or whole).
     """

@@ -9,7 +9,7 @@ history entry the compare_fn cannot judge is skipped rather than fatal, and
 import dataclasses
 import enum
 import math
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Type
+from typing import Any, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple, Type
 
 from best_exporter.compare import CompareFn, EvalResult, MetricComparator
 
@@ -27,9 +27,12 @@ class Source(enum.Enum):
     EVALUATION = "this run"
 
 
-@dataclasses.dataclass(frozen=True)
-class Best:
+class Best(NamedTuple):
     """The result that a new model has to beat.
+
+    A named tuple rather than a frozen dataclass: a restart may build one per
+    evaluation of a long history, and a frozen dataclass takes four times as long
+    to construct.
 
     Attributes:
       eval_result: its metrics, with `global_step` where known.

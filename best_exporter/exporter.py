@@ -303,7 +303,7 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
             disk_note += f", {unrecorded} of them without records, valued by {history.note}"
         if best is not None and best.source is Source.EVENTS:
             # Decoded once, and the events behind it released.
-            best = dataclasses.replace(best, eval_result=dict(best.eval_result))
+            best = best._replace(eval_result=dict(best.eval_result))
         for cause in skipped.values():
             self._warn_skipped(cause)
         best_export_path = None

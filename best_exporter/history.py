@@ -29,6 +29,9 @@ metric at a step wins" (docs/design.md, "Reading the history"):
   as the original exporter judges each event. Its step may then be yielded more
   than once, and an overwritten result of it may still be judged.
 
+`read_eval_history` and `evaluations`, for tools and tests that show every
+evaluation, hold them all anyway, and so merge every write of a step exactly.
+
 Values are decoded lazily: `Evaluation` is a read-only mapping that decodes a
 metric when it is first asked for. Judging by one metric (the built-in compare
 functions) reads one value per evaluation instead of all of them, which is
@@ -165,8 +168,7 @@ class EvalHistory:
     Attributes:
       results: one dict of metric name to float per evaluation, with the step
         under `'global_step'`, sorted by step. When a step was evaluated more
-        than once, each metric keeps its most recently written value (unless a
-        file's steps went down: see the module docstring).
+        than once, each metric keeps its most recently written value.
       files_read: how many event files matched the pattern (some may have been
         unreadable, in part or whole).
     """

@@ -436,6 +436,13 @@ def test_a_step_written_again_after_its_file_went_down_is_an_evaluation_of_its_o
         (200, 0.25),
         (100, 0.75),
     ]
+    # Holding every result anyway, read_eval_history merges them: the newest wins.
+    assert [
+        (r["global_step"], r["loss"]) for r in read_eval_history(_pattern(any_dir)).results
+    ] == [
+        (100, 0.75),
+        (200, 0.25),
+    ]
 
 
 # ----------------------------------------------------------------------------

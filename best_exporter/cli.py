@@ -174,5 +174,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
 
 
+def run() -> None:
+    """The console script: runs `main` and exits with its status."""
+    status = main()
+    if "tensorflow_io" in sys.modules:
+        # tensorflow-io (loaded for s3://) aborts every process that loaded it
+        # at exit, with code 134 (tensorflow/io#1912): end before that.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

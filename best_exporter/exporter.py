@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, 
 import numpy as np
 import tensorflow as tf
 
-from best_exporter import layout, records, retention, summaries
+from best_exporter import layout, publish, records, retention, summaries
 from best_exporter._legacy import LegacyAttributes
 from best_exporter.compare import CompareFn, check_compare_fn, loss_smaller
 from best_exporter.decision import Best, Judge, Outcome, SkippedCause, Source, decide
@@ -280,6 +280,9 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         export failed or was killed has no model on disk, and holding it against
         new models would keep serving a worse one.
         """
+        # Before reading records: a version whose publish was killed has a record
+        # but no model, and must neither count nor be served.
+        publish.remove_unfinished(export_path)
         try:
             exports = records.read_export_records(export_path)
         except (tf.errors.OpError, OSError) as e:
@@ -350,12 +353,15 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
             with records.staged_record(record) as record_source:
                 assets_extra = dict(self._assets_extra)
                 assets_extra[layout.RECORD_ASSET_NAME] = record_source
-                exported = estimator.export_saved_model(
+                exported = publish.publish_version(
                     export_path,
-                    self._serving_input_receiver_fn,
-                    assets_extra=assets_extra,
-                    as_text=self._as_text,
-                    checkpoint_path=checkpoint,
+                    lambda base: estimator.export_saved_model(
+                        base,
+                        self._serving_input_receiver_fn,
+                        assets_extra=assets_extra,
+                        as_text=self._as_text,
+                        checkpoint_path=checkpoint,
+                    ),
                 )
         except Exception as e:  # pylint: disable=broad-except
             # The estimator is called without pre-checks, so a failure may leave

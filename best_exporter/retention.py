@@ -10,7 +10,7 @@ from typing import Collection, Iterable, List, Optional, Union
 
 import tensorflow as tf
 
-from best_exporter import layout
+from best_exporter import layout, publish
 from best_exporter.log import logger
 
 
@@ -125,6 +125,9 @@ def discard_version(export_dir_base: Union[str, bytes], version_dir: str) -> boo
 
 
 def _retire_version(base: str, path: str, version: int) -> bool:
+    if not publish.renames_directories_atomically(base):
+        # A rename would be a copy per object: delete in place, saved_model.pb first.
+        return publish.withdraw_version(path)
     graveyard = os.path.join(base, f"temp-{version}")
     try:
         if tf.io.gfile.exists(graveyard):

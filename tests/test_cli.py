@@ -78,8 +78,8 @@ def test_list_prints_each_version_oldest_first_with_step_and_metrics(any_dir, ca
     assert "0.25" in rows[2].split() and "nan" in rows[2].split()
 
 
-def test_list_marks_the_highest_complete_version_as_served(ram_dir, capsys):
-    export_dir = _export_twice(ram_dir)
+def test_list_marks_the_highest_complete_version_as_served(any_dir, capsys):
+    export_dir = _export_twice(any_dir)
     # A higher version without saved_model.pb: TensorFlow Serving cannot load it.
     _write_record(export_dir, "1800000000", '{"global_step": 30, "metrics": {}}', complete=False)
 
@@ -110,16 +110,16 @@ def test_list_rows_fit_a_terminal(tmp_path, capsys):
     assert "2 more metrics not shown" in out
 
 
-def test_list_metrics_option_chooses_the_columns(ram_dir, capsys):
-    export_dir = _export_twice(ram_dir)
+def test_list_metrics_option_chooses_the_columns(any_dir, capsys):
+    export_dir = _export_twice(any_dir)
 
     _, out, _ = _run(capsys, "list", export_dir, "--metrics", "auc")
 
     assert out.splitlines()[0].split()[-1] == "auc"
 
 
-def test_list_metrics_option_names_the_metrics_there_are(ram_dir, capsys):
-    export_dir = _export_twice(ram_dir)
+def test_list_metrics_option_names_the_metrics_there_are(any_dir, capsys):
+    export_dir = _export_twice(any_dir)
 
     status, _, err = _run(capsys, "list", export_dir, "--metrics", "los")
 
@@ -127,8 +127,8 @@ def test_list_metrics_option_names_the_metrics_there_are(ram_dir, capsys):
     assert "--metrics los: not found; the metrics are loss, auc" in err
 
 
-def test_list_json_is_strict_json_with_non_finite_values_as_strings(ram_dir, capsys):
-    export_dir = _export_twice(ram_dir)
+def test_list_json_is_strict_json_with_non_finite_values_as_strings(any_dir, capsys):
+    export_dir = _export_twice(any_dir)
     # NaN outside the metrics too: Python's json module reads it from a record.
     _write_record(export_dir, "1800000000", '{"global_step": NaN, "metrics": {"loss": 0.1}}')
 
@@ -167,8 +167,8 @@ def test_list_json_is_strict_json_with_non_finite_values_as_strings(ram_dir, cap
         "\udcff",
     ],
 )
-def test_list_shows_an_invalid_record_as_invalid_without_a_traceback(ram_dir, capsys, text):
-    export_dir = os.path.join(ram_dir, "export", "best_exporter")
+def test_list_shows_an_invalid_record_as_invalid_without_a_traceback(any_dir, capsys, text):
+    export_dir = os.path.join(any_dir, "export", "best_exporter")
     _write_record(
         export_dir, "1700000000", text.encode("utf-8", "surrogateescape").decode("latin-1")
     )
@@ -202,9 +202,9 @@ def test_list_of_a_record_that_cannot_be_read_shows_the_table_and_exits_2(tmp_pa
 
 
 def test_list_shows_a_version_being_retired_as_such_not_as_without_record(
-    ram_dir, capsys, monkeypatch
+    any_dir, capsys, monkeypatch
 ):
-    export_dir = _export_twice(ram_dir)
+    export_dir = _export_twice(any_dir)
     # Retention renames a version to temp-<version>, then deletes it: here the
     # rename happens between the listing and the reading of the version.
     listing = layout.list_export_dir(export_dir)
@@ -218,8 +218,8 @@ def test_list_shows_a_version_being_retired_as_such_not_as_without_record(
     assert "being deleted by retention" in row and "no record" not in row
 
 
-def test_list_names_temp_dirs_and_what_they_are(ram_dir, capsys):
-    export_dir = _export_twice(ram_dir)
+def test_list_names_temp_dirs_and_what_they_are(any_dir, capsys):
+    export_dir = _export_twice(any_dir)
     tf.io.gfile.makedirs(os.path.join(export_dir, "temp-1650000000"))
     tf.io.gfile.makedirs(os.path.join(export_dir, "temp-1900000000"))
 
@@ -282,8 +282,8 @@ def test_a_bad_path_exits_2_with_one_line_naming_it(tmp_path, capsys, command, p
 # best
 
 
-def test_best_prints_only_the_path_of_the_served_version(ram_dir, capsys):
-    export_dir = _export_twice(ram_dir)
+def test_best_prints_only_the_path_of_the_served_version(any_dir, capsys):
+    export_dir = _export_twice(any_dir)
     _write_record(export_dir, "1800000000", "{}", complete=False)
 
     status, out, _ = _run(capsys, "best", export_dir)
@@ -292,8 +292,8 @@ def test_best_prints_only_the_path_of_the_served_version(ram_dir, capsys):
     assert out == os.path.join(export_dir, "1700000001") + "\n"
 
 
-def test_best_json_gives_the_served_version_and_its_record(ram_dir, capsys):
-    export_dir = _export_twice(ram_dir)
+def test_best_json_gives_the_served_version_and_its_record(any_dir, capsys):
+    export_dir = _export_twice(any_dir)
 
     _, out, _ = _run(capsys, "best", "--json", export_dir)
 
@@ -507,8 +507,8 @@ records_fields = st.fixed_dictionaries(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(record=records_fields | json_values)
-def test_list_and_best_answer_whatever_a_record_holds(ram_dir, capsys, record):
-    export_dir = os.path.join(ram_dir, "fuzz", "export", "best_exporter")
+def test_list_and_best_answer_whatever_a_record_holds(any_dir, capsys, record):
+    export_dir = os.path.join(any_dir, "fuzz", "export", "best_exporter")
     if tf.io.gfile.exists(export_dir):
         tf.io.gfile.rmtree(export_dir)
     # Python's json writes NaN and infinities as the reader accepts them.

@@ -1,8 +1,10 @@
 """End-to-end tests: `BestExporter` with a real `DNNClassifier` and `train_and_evaluate`.
 
-Few and cheap by design: one shared run on local disk, one on `ram://`, and
+Few and cheap by design: one shared run on local disk, one on `ram://` (where
+no export can survive TensorFlow's rename, and the exporter must say so), and
 direct `export()` calls on copies of the shared run for a restart and for a
-checkpoint deleted before its export. The decision itself is unit-tested with
+checkpoint deleted before its export. test_objectstore.py runs the same checks
+on `s3://` and `gs://`. The decision itself is unit-tested with
 fakes elsewhere.
 """
 
@@ -137,7 +139,7 @@ def copied_run(local_run: Run, tmp_path) -> Run:
 
 
 # ----------------------------------------------------------------------------
-# What a run leaves behind. Shared by the local and the ram:// run.
+# What a run leaves behind. Shared by the runs on local disk and on object stores.
 
 
 def assert_newest_export_serves(run: Run) -> None:
@@ -192,10 +194,31 @@ def test_train_and_evaluate_on_local_disk(local_run: Run, check) -> None:
     check(local_run)
 
 
-def test_train_and_evaluate_on_ram_filesystem(ram_dir: str) -> None:
-    run = run_train_and_evaluate(ram_dir, **RAM_RUN)
-    for check in RUN_CHECKS:
-        check(run)
+def test_on_ram_filesystem_each_empty_version_is_detected_and_a_warning_says_why(
+    ram_dir: str, caplog
+) -> None:
+    """TensorFlow's `ram://` renames a directory without its files: no export can exist there.
+
+    Estimator's publishing rename leaves an empty version each time; the exporter
+    must notice, remove it, say why, and keep the evaluator running.
+    """
+    spy = ExportSpy(
+        BestExporter(
+            name=EXPORTER_NAME,
+            serving_input_receiver_fn=support.serving_input_receiver_fn,
+            exports_to_keep=RAM_RUN["exports_to_keep"],
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="tensorflow.best_exporter"):
+        support.train_and_evaluate(
+            support.make_classifier(ram_dir), [spy], max_steps=RAM_RUN["max_steps"]
+        )
+
+    assert len(spy.calls) >= 2  # The evaluator went on after the first lost export.
+    assert all(call.exported is None and call.versions_after == [] for call in spy.calls)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([w for w in warnings if "lacks saved_model.pb" in w]) == len(spy.calls), warnings
+    assert all("rename directories with their contents" in w for w in warnings if "lacks" in w)
 
 
 def test_first_evaluation_is_exported_although_already_in_the_events_file(local_run: Run) -> None:

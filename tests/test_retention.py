@@ -182,7 +182,7 @@ def test_version_is_renamed_to_temp_before_it_is_deleted(
         if tf.compat.as_str(path) == graveyard:
             failed.append(path)
             raise tf.errors.PermissionDeniedError(None, None, "injected")
-        rmtree(path)  # The ram:// tree-moving rename of conftest deletes its sources.
+        rmtree(path)
 
     with monkeypatch.context() as patch:
         patch.setattr(tf.io.gfile, "rmtree", rmtree_failing_on_the_graveyard)

@@ -1,0 +1,272 @@
+"""Making a version directory appear whole, and disappear without leaving half of it.
+
+TensorFlow Serving loads the highest 10-digit version directory as soon as it can
+load it, which is once `saved_model.pb` (or `.pbtxt`) exists. On a local disk or
+HDFS, Estimator publishes each export with one atomic directory rename of
+`temp-<timestamp>`, and that is kept.
+
+On object stores (`gs://`, `s3://`) a directory rename is a copy and a delete per
+object, in listing order, so `saved_model.pb` lands before `variables/` and a kill
+in the middle leaves a loadable half model. There the export is written into a
+staging directory beside the versions, `temp-publish-<32 hex digits>` (a name
+Serving ignores), and its objects are moved into the version directory one by
+one: the record `assets.extra/eval_result.json` first, `saved_model.pb` last.
+So a version directory is, at any moment:
+
+* complete, if it has `saved_model.pb`;
+* begun by this library and not finished, if it has the record but no
+  `saved_model.pb` (a killed publish, or a killed deletion, which removes
+  `saved_model.pb` first and the record last), or no file at all;
+  `remove_unfinished` deletes it;
+* somebody else's, otherwise: never touched.
+
+All names written here have a fixed length after a fixed prefix, so none is a
+prefix of a sibling's: tensorflow-io's S3 renames and deletes objects by key
+prefix, and would otherwise catch `<name>X` along with `<name>`.
+"""
+
+import os
+import re
+import uuid
+from typing import Any, Callable, List, Optional, Union
+
+import tensorflow as tf
+
+from best_exporter import layout
+from best_exporter.log import logger
+
+# Filesystems whose directory rename is a copy and a delete per object.
+OBJECT_STORE_SCHEMES = frozenset({"gs", "s3"})
+
+_STAGING_NAME = re.compile(r"temp-publish-[0-9a-f]{32}")
+_SAVED_MODEL_NAMES = ("saved_model.pb", "saved_model.pbtxt")
+_RECORD = f"assets.extra/{layout.RECORD_ASSET_NAME}"
+
+
+def renames_directories_atomically(path: Union[str, bytes]) -> bool:
+    """Whether a directory rename under `path` makes the whole directory appear at once.
+
+    Args:
+      path: a local path or a URL such as `gs://bucket/dir`.
+
+    Returns:
+      False for the object stores of `OBJECT_STORE_SCHEMES`, True otherwise.
+    """
+    text = layout.as_path(path)
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    return scheme not in OBJECT_STORE_SCHEMES
+
+
+def staging_dir_name() -> str:
+    """A new name for a staging directory, `temp-publish-<32 hex digits>`."""
+    return f"temp-publish-{uuid.uuid4().hex}"
+
+
+def is_staging_dir_name(name: str) -> bool:
+    """Whether `name` (possibly with a GCS listing's trailing `/`) names a staging directory."""
+    return _STAGING_NAME.fullmatch(name.rstrip("/")) is not None
+
+
+def publish_version(
+    export_dir_base: Union[str, bytes],
+    write: Callable[[str], Any],
+    atomic: Optional[bool] = None,
+) -> Any:
+    """Writes an export with `write` and makes it appear as a version directory.
+
+    Args:
+      export_dir_base: the exporter's export path.
+      write: writes the export under the directory it is given as a 10-digit
+        version directory and returns that directory, as
+        `Estimator.export_saved_model` does.
+      atomic: whether directory renames under `export_dir_base` are atomic;
+        None decides by its scheme (`renames_directories_atomically`).
+
+    Returns:
+      What `write` returned where renames are atomic; elsewhere the version
+      directory, as bytes like `Estimator.export_saved_model`'s.
+
+    Raises:
+      Whatever `write` or the filesystem raise; the staging directory and a
+      partly moved version are removed first.
+    """
+    base = layout.as_path(export_dir_base)
+    if atomic is None:
+        atomic = renames_directories_atomically(base)
+    if atomic:
+        return write(base)  # As it is: a mocked estimator may return anything.
+    staging = os.path.join(base, staging_dir_name())
+    target = None
+    try:
+        staged = layout.as_path(write(staging))
+        target = _free_version_dir(base, int(os.path.basename(staged.rstrip("/"))))
+        _move_files(staged, target)
+    except Exception:
+        if target is not None and tf.io.gfile.exists(target):
+            withdraw_version(target)
+        raise
+    finally:
+        _remove_quietly(staging)
+    return tf.compat.as_bytes(target)
+
+
+def _free_version_dir(base: str, version: int) -> str:
+    # Estimator picked the version in the staging directory, where it is always
+    # free; two exports within one second would take the same one.
+    while tf.io.gfile.exists(os.path.join(base, str(version))):
+        version += 1
+    return os.path.join(base, str(version))
+
+
+def _publish_order(relative: str) -> tuple:
+    if relative == _RECORD:
+        return (0, relative)  # First: marks the version as this library's.
+    if relative in _SAVED_MODEL_NAMES:
+        return (2, relative)  # Last: makes the version loadable.
+    return (1, relative)
+
+
+def _move_files(source: str, target: str) -> None:
+    """Moves the files of `source` into `target`, record first, `saved_model.pb` last."""
+    files = sorted(_relative_files(source), key=_publish_order)
+    needs_directories = renames_directories_atomically(target)  # Object stores have none.
+    made = set()
+    for relative in files:
+        destination = os.path.join(target, relative)
+        parent = os.path.dirname(destination)
+        if needs_directories and parent not in made:
+            tf.io.gfile.makedirs(parent)
+            made.add(parent)
+        # tensorflow-io's S3 rename takes every key with the source as prefix: a
+        # file named like the start of another (`vocab`, `vocab.txt`) is copied.
+        prefix_of_another = any(o != relative and o.startswith(relative) for o in files)
+        _move_file(os.path.join(source, relative), destination, copy=prefix_of_another)
+
+
+def _move_file(source: str, destination: str, copy: bool) -> None:
+    try:
+        if copy:
+            tf.io.gfile.copy(source, destination, overwrite=True)
+        else:
+            tf.io.gfile.rename(source, destination, overwrite=True)
+    except tf.errors.FailedPreconditionError:
+        # tensorflow-io's S3 can neither rename nor copy an empty object.
+        if tf.io.gfile.stat(source).length != 0:
+            raise
+        with tf.io.gfile.GFile(destination, "wb") as f:
+            f.write(b"")  # Without a write, tensorflow-io's S3 uploads nothing.
+    # The staging directory is deleted as a whole afterwards.
+
+
+def _relative_files(directory: str) -> List[str]:
+    files = []
+    for parent, _, names in tf.io.gfile.walk(directory):
+        relative_parent = os.path.relpath(parent.rstrip("/"), directory.rstrip("/"))
+        for name in names:
+            name = name.rstrip("/")
+            files.append(name if relative_parent == "." else f"{relative_parent}/{name}")
+    return files
+
+
+def withdraw_version(version_dir: str) -> bool:
+    """Deletes a version directory object by object: `saved_model.pb` first, the record last.
+
+    Used where a directory rename is not atomic. A kill in the middle leaves a
+    directory that cannot be loaded and that `remove_unfinished` recognises.
+
+    Args:
+      version_dir: a version directory.
+
+    Returns:
+      Whether it is gone; failures are logged as warnings.
+    """
+    try:
+        files = sorted(_relative_files(version_dir), key=_publish_order, reverse=True)
+        for relative in files:
+            if relative == _RECORD:
+                continue
+            _remove_file(os.path.join(version_dir, relative))
+        if _RECORD in files:
+            _remove_file(os.path.join(version_dir, _RECORD))
+        if tf.io.gfile.exists(version_dir):
+            tf.io.gfile.rmtree(version_dir)  # Empty directories, directory markers.
+    except (tf.errors.OpError, OSError) as e:
+        logger.warning("Cannot delete export %s: %s", version_dir, e)
+        return False
+    return True
+
+
+def _remove_file(path: str) -> None:
+    try:
+        tf.io.gfile.remove(path)
+    except tf.errors.NotFoundError:
+        pass  # Gone already: the goal is met.
+
+
+def remove_unfinished(export_dir_base: Union[str, bytes]) -> List[str]:
+    """Removes what killed publishes and deletions of this library left behind.
+
+    That is every staging directory, and every 10-digit version directory
+    without `saved_model.pb` that has this library's record or no file at all.
+    A version with files but neither, written by somebody else, is left alone. Call it when no publish of
+    this exporter is running, i.e. before the first export of a process.
+
+    Args:
+      export_dir_base: the exporter's export path.
+
+    Returns:
+      The directories removed. Failures are logged as warnings, never raised.
+    """
+    base = layout.as_path(export_dir_base)
+    try:
+        if not tf.io.gfile.isdir(base):
+            return []
+        names = [name.rstrip("/") for name in tf.io.gfile.listdir(base)]
+        versions = [name for name in names if layout.parse_version(name) is not None]
+        # One listing instead of a request per version.
+        loadable = {
+            os.path.basename(os.path.dirname(path))
+            for name in _SAVED_MODEL_NAMES
+            for path in tf.io.gfile.glob(os.path.join(base, "*", name))
+        }
+        unfinished = [
+            os.path.join(base, name)
+            for name in versions
+            if name not in loadable and _begun_here(os.path.join(base, name))
+        ]
+    except (tf.errors.OpError, OSError) as e:
+        logger.warning("Cannot look for unfinished exports in %s: %s", base, e)
+        return []
+    removed = []
+    for name in names:
+        if is_staging_dir_name(name) and _remove_quietly(os.path.join(base, name)):
+            logger.info("Removed %s, left behind by an interrupted export", os.path.join(base, name))
+            removed.append(os.path.join(base, name))
+    for path in unfinished:
+        if withdraw_version(path):
+            logger.warning(
+                "Removed %s: an export or deletion of it was interrupted (it has a record but "
+                "no saved_model.pb), so it holds no whole model",
+                path,
+            )
+            removed.append(path)
+    return removed
+
+
+def _begun_here(version_dir: str) -> bool:
+    # Our record, or nothing at all: an empty directory is no one's model (a
+    # publish killed right after creating the directories, on a filesystem that
+    # has directories).
+    return tf.io.gfile.exists(layout.record_path(version_dir)) or not _relative_files(version_dir)
+
+
+def _remove_quietly(directory: str) -> bool:
+    try:
+        if tf.io.gfile.exists(directory):
+            tf.io.gfile.rmtree(directory)
+    except tf.errors.NotFoundError:
+        pass
+    except (tf.errors.OpError, OSError) as e:
+        logger.warning("Cannot delete %s: %s", directory, e)
+        return False
+    return True

@@ -16,6 +16,7 @@ leaves it. The parent can also kill the run at any moment: each line this script
 prints on stdout starts with `FAULT ` and tells where it is.
 
 Usage: python fault_worker.py --model_dir=DIR --state=FILE [--max_calls=N] [--kill_at=...]
+       [--export_dir=s3://...]
 """
 
 import argparse
@@ -51,6 +52,12 @@ KILL_HOOKS: Dict[str, Tuple[str, ...]] = {
     "publish": ("before", "after"),
     # tf.io.gfile.rename under the export dir: retention takes a version out of sight.
     "retire": ("before", "after"),
+    # tf.io.gfile.rename out of a staging dir: on object stores publish.py moves the
+    # export's objects into the version one by one, saved_model.pb last.
+    "move": ("before", "after"),
+    # tf.io.gfile.remove under the export dir: on object stores a version is deleted
+    # object by object, saved_model.pb first.
+    "remove": ("before", "after"),
     # tf.io.gfile.rmtree under the export dir: retention deletes a retired version or
     # a stale temp dir.
     "delete": ("before", "partial", "after"),
@@ -193,8 +200,21 @@ def install_hooks(switch: KillSwitch, export_dir: str) -> None:
     wrap(file_io, "write_string_to_file", "write_saved_model", 0)
     wrap(tf.compat.v1.gfile, "Copy", "copy_asset", 1)
     wrap(tf.compat.v1.gfile, "Rename", "publish", 0)
+    # One rename function, two hooks: out of a staging dir it is publish.py's move.
+    original_rename = tf.io.gfile.rename
     wrap(tf.io.gfile, "rename", "retire", 0)
+    retire = tf.io.gfile.rename
+    tf.io.gfile.rename = original_rename
+    wrap(tf.io.gfile, "rename", "move", 0)
+    move = tf.io.gfile.rename
+
+    def rename(source: Any, *args: Any, **kwargs: Any) -> Any:
+        staged = "/temp-publish-" in tf.compat.as_str_any(source)
+        return (move if staged else retire)(source, *args, **kwargs)
+
+    tf.io.gfile.rename = rename
     wrap(tf.io.gfile, "rmtree", "delete", 0)
+    wrap(tf.io.gfile, "remove", "remove", 0)
 
     # A line when Estimator has picked the version number and starts writing, for
     # the parent's kills at a random moment of the writing.
@@ -223,6 +243,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--state", required=True)
     parser.add_argument("--max_calls", type=int, default=1_000_000)
     parser.add_argument("--kill_at", default=None, help="HOOK:N:WHEN, see KILL_HOOKS")
+    parser.add_argument(
+        "--export_dir", default=None, help="where to export; default MODEL_DIR/export/NAME"
+    )
     args = parser.parse_args(argv)
     switch = KillSwitch(args.kill_at)
 
@@ -233,7 +256,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.INFO)
     model_dir = os.path.abspath(args.model_dir)
-    export_dir = export_dir_of(model_dir)
+    export_dir = args.export_dir or export_dir_of(model_dir)
+    if export_dir.startswith("s3://"):
+        import tensorflow_io  # noqa: F401  Registers s3://.
     checkpoints = checkpoints_by_step(model_dir)
     losses = eval_losses(len(checkpoints))
     estimator = support.make_classifier(model_dir)
@@ -292,4 +317,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if "tensorflow_io" in sys.modules:
+        # tensorflow-io aborts every process that loaded it at exit (code 134).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

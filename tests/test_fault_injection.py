@@ -239,11 +239,18 @@ class RandomKiller:
 
 
 def run_worker(
-    model_dir: str, state: str, log_dir: str, cycle: int, plan: Plan, killer: RandomKiller
+    model_dir: str,
+    state: str,
+    log_dir: str,
+    cycle: int,
+    plan: Plan,
+    killer: RandomKiller,
+    extra_args: Tuple[str, ...] = (),
 ) -> Run:
     """Runs the worker once according to `plan`; never leaves it running."""
     run = Run(cycle, plan, os.path.join(log_dir, f"cycle-{cycle:02d}.log"))
     args = [f"--max_calls={plan.calls if isinstance(plan, NoKill) else MAX_CALLS_PER_RUN}"]
+    args += extra_args
     if isinstance(plan, SelfKill):
         args.append(f"--kill_at={plan.point}")
     anchor, nth, delay = killer.choose() if isinstance(plan, RandomKill) else (None, 0, 0.0)
@@ -509,3 +516,99 @@ def test_retention_interrupted_mid_delete_never_leaves_a_version_without_its_mod
     # The TensorBoard event files of the exported bests are not versions: they stay.
     left = [n for n in os.listdir(base) if not n.endswith(summaries.FILE_SUFFIX)]
     assert sorted(left) == [str(max(int(v) for v in left))]
+
+
+# ----------------------------------------------------------------------------
+# The same on s3://, where publishing and deleting go object by object.
+
+# Self-kills inside publish.py's object moves and deletions, between random kills.
+S3_CYCLES: List[Plan] = [
+    SelfKill("move:1:after"),  # The record is in the version, nothing else.
+    SelfKill("publish:1:after"),  # Estimator's rename inside the staging dir is done.
+    RandomKill(),
+    SelfKill("move:3:after"),  # All but saved_model.pb moved.
+    SelfKill("remove:1:after"),  # Retention removed saved_model.pb, nothing else.
+    RandomKill(),
+    SelfKill("remove:2:after"),
+    RandomKill(),
+    NoKill(FINAL_RUN_CALLS),
+]
+COMPLETE_PARTS = {"saved_model.pb", "variables/variables.index", "assets.extra/eval_result.json"}
+
+
+def files_under(directory: str) -> List[str]:
+    found = []
+    for parent, _, names in tf.io.gfile.walk(directory):
+        relative = os.path.relpath(parent.rstrip("/"), directory)
+        found += [name if relative == "." else f"{relative}/{name}" for name in names]
+    return sorted(found)
+
+
+def complete_versions_on_bucket(export_dir: str, losses: List[float], steps: Dict[int, int]):
+    """The versions that have saved_model.pb, checked whole, with their recorded losses.
+
+    Returns:
+      (version -> loss of each complete version, names of everything else there).
+    """
+    if not tf.io.gfile.isdir(export_dir):
+        return {}, []
+    complete, other = {}, []
+    for name in sorted(n.rstrip("/") for n in tf.io.gfile.listdir(export_dir)):
+        files = files_under(os.path.join(export_dir, name)) if _version(name) else []
+        if name.endswith(summaries.FILE_SUFFIX):
+            continue  # The TensorBoard events of the exported bests: not a version.
+        if "saved_model.pb" not in files:
+            other.append(name)
+            continue
+        assert COMPLETE_PARTS <= set(files), f"{name} lacks {COMPLETE_PARTS - set(files)}"
+        assert any(f.startswith("variables/variables.data-") for f in files), (name, files)
+        with tf.io.gfile.GFile(os.path.join(export_dir, name, "assets.extra/eval_result.json")) as f:
+            record = json.load(f)
+        assert record["metrics"]["loss"] == losses[steps[record["global_step"]]], record
+        complete[int(name)] = record["metrics"]["loss"]
+    return complete, other
+
+
+@pytest.mark.e2e
+@pytest.mark.objectstore
+def test_evaluator_killed_while_publishing_or_deleting_on_s3_leaves_only_whole_models(
+    trained_model_dir: str, s3_dir: str, tmp_path
+) -> None:
+    seed = fault_injection_seed()
+    print(f"FAULT_INJECTION_SEED={seed}")
+    export_dir = f"{s3_dir}/export/{fault_worker.EXPORTER_NAME}"
+    state = str(tmp_path / "state.json")
+    log_dir = str(tmp_path / "logs")
+    os.makedirs(log_dir)
+    fault_worker.write_state(state, 0)
+    checkpoints = fault_worker.checkpoints_by_step(trained_model_dir)
+    steps = {step: position for position, (step, _) in enumerate(checkpoints)}
+    losses = fault_worker.eval_losses(len(checkpoints))
+    killer = RandomKiller(seed)
+    runs: List[Run] = []
+    best_ever = math.inf
+
+    for cycle, plan in enumerate(S3_CYCLES):
+        run = run_worker(
+            trained_model_dir, state, log_dir, cycle, plan, killer, (f"--export_dir={export_dir}",)
+        )
+        runs.append(run)
+        print(run.describe())
+        if run.returncode != -signal.SIGKILL:
+            assert run.returncode == 0 and "DONE" in run.lines[-1], (run.describe(), run.log_tail())
+        complete, _ = complete_versions_on_bucket(export_dir, losses, steps)
+        in_order = [complete[v] for v in sorted(complete)]
+        assert all(a > b for a, b in zip(in_order, in_order[1:])), (run.describe(), complete)
+        if complete:
+            # The newest whole version is the best model ever exported.
+            best_ever = min(best_ever, *complete.values())
+            assert complete[max(complete)] == best_ever, (run.describe(), complete)
+
+    complete, other = complete_versions_on_bucket(export_dir, losses, steps)
+    evaluated = fault_worker.read_state(state)
+    best_loss = min(loss for loss in losses[:evaluated] if math.isfinite(loss))
+    assert complete[max(complete)] == best_loss
+    assert other == [], f"left behind after the last export: {other}"
+    assert_serves(os.path.join(export_dir, str(max(complete))))
+    planned = {plan.point for plan in S3_CYCLES if isinstance(plan, SelfKill)}
+    assert planned <= {run.self_kill for run in runs}

@@ -16,8 +16,7 @@ So a version directory is, at any moment:
 * complete, if it has `saved_model.pb`;
 * begun by this library and not finished, if it has the record but no
   `saved_model.pb` (a killed publish, or a killed deletion, which removes
-  `saved_model.pb` first and the record last), or no file at all;
-  `remove_unfinished` deletes it;
+  `saved_model.pb` first and the record last); `remove_unfinished` deletes it;
 * somebody else's, otherwise: never touched.
 
 All names written here have a fixed length after a fixed prefix, so none is a
@@ -207,8 +206,8 @@ def remove_unfinished(export_dir_base: Union[str, bytes]) -> List[str]:
     """Removes what killed publishes and deletions of this library left behind.
 
     That is every staging directory, and every 10-digit version directory
-    without `saved_model.pb` that has this library's record or no file at all.
-    A version with files but neither, written by somebody else, is left alone. Call it when no publish of
+    without `saved_model.pb` that has this library's record. A version without
+    either, written by somebody else, is left alone. Call it when no publish of
     this exporter is running, i.e. before the first export of a process.
 
     Args:
@@ -232,7 +231,8 @@ def remove_unfinished(export_dir_base: Union[str, bytes]) -> List[str]:
         unfinished = [
             os.path.join(base, name)
             for name in versions
-            if name not in loadable and _begun_here(os.path.join(base, name))
+            if name not in loadable
+            and tf.io.gfile.exists(layout.record_path(os.path.join(base, name)))
         ]
     except (tf.errors.OpError, OSError) as e:
         logger.warning("Cannot look for unfinished exports in %s: %s", base, e)
@@ -251,13 +251,6 @@ def remove_unfinished(export_dir_base: Union[str, bytes]) -> List[str]:
             )
             removed.append(path)
     return removed
-
-
-def _begun_here(version_dir: str) -> bool:
-    # Our record, or nothing at all: an empty directory is no one's model (a
-    # publish killed right after creating the directories, on a filesystem that
-    # has directories).
-    return tf.io.gfile.exists(layout.record_path(version_dir)) or not _relative_files(version_dir)
 
 
 def _remove_quietly(directory: str) -> bool:

@@ -65,6 +65,8 @@ def prune_export_dir(
     A version is first renamed to `temp-<version>` and then deleted, so that a
     kill in the middle leaves a temp dir (cleaned next time), never a version
     directory with half a SavedModel that TensorFlow Serving would try to load.
+    Where a rename is a copy per object (gs://, s3://), the version is deleted in
+    place with `saved_model.pb` first instead (`publish.withdraw_version`).
     Failures are logged and skipped: retention must never stop the evaluator.
 
     Args:

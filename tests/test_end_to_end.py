@@ -215,7 +215,11 @@ def test_on_ram_filesystem_each_empty_version_is_detected_and_a_warning_says_why
         )
 
     assert len(spy.calls) >= 2  # The evaluator went on after the first lost export.
-    assert all(call.exported is None and call.versions_after == [] for call in spy.calls)
+    assert all(call.exported is None for call in spy.calls)
+    # What is left of a version there (ram:// cannot rename it away either) holds nothing.
+    export_dir = os.path.join(ram_dir, "export", EXPORTER_NAME)
+    for version in version_names(export_dir):
+        assert tf.io.gfile.listdir(os.path.join(export_dir, version)) == []
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len([w for w in warnings if "lacks saved_model.pb" in w]) == len(spy.calls), warnings
     assert all("rename directories with their contents" in w for w in warnings if "lacks" in w)

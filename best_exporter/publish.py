@@ -240,7 +240,9 @@ def remove_unfinished(export_dir_base: Union[str, bytes]) -> List[str]:
     removed = []
     for name in names:
         if is_staging_dir_name(name) and _remove_quietly(os.path.join(base, name)):
-            logger.info("Removed %s, left behind by an interrupted export", os.path.join(base, name))
+            logger.info(
+                "Removed %s, left behind by an interrupted export", os.path.join(base, name)
+            )
             removed.append(os.path.join(base, name))
     for path in unfinished:
         if withdraw_version(path):

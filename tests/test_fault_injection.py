@@ -562,7 +562,9 @@ def complete_versions_on_bucket(export_dir: str, losses: List[float], steps: Dic
             continue
         assert COMPLETE_PARTS <= set(files), f"{name} lacks {COMPLETE_PARTS - set(files)}"
         assert any(f.startswith("variables/variables.data-") for f in files), (name, files)
-        with tf.io.gfile.GFile(os.path.join(export_dir, name, "assets.extra/eval_result.json")) as f:
+        with tf.io.gfile.GFile(
+            os.path.join(export_dir, name, "assets.extra/eval_result.json")
+        ) as f:
             record = json.load(f)
         assert record["metrics"]["loss"] == losses[steps[record["global_step"]]], record
         complete[int(name)] = record["metrics"]["loss"]

@@ -78,9 +78,11 @@ def test_every_version_on_a_bucket_is_whole_and_nothing_else_is_left(bucket_run:
     assert left == versions
     for version in versions:
         files = files_under(os.path.join(bucket_run.export_dir, version))
-        assert {"saved_model.pb", "variables/variables.index", "assets.extra/eval_result.json"} <= set(
-            files
-        ), files
+        assert {
+            "saved_model.pb",
+            "variables/variables.index",
+            "assets.extra/eval_result.json",
+        } <= set(files), files
         assert any(name.startswith("variables/variables.data-") for name in files), files
 
 
@@ -247,7 +249,8 @@ def test_names_that_extend_ours_survive_publishing_retention_and_cleanup(bucket_
             f.write(text)
     estimator = support.FakeEstimator(model_dir, first_version=V)
     exporter = BestExporter(
-        name="best", serving_input_receiver_fn=support.serving_input_receiver_fn_stub,
+        name="best",
+        serving_input_receiver_fn=support.serving_input_receiver_fn_stub,
         exports_to_keep=1,
     )
 
@@ -255,7 +258,8 @@ def test_names_that_extend_ours_survive_publishing_retention_and_cleanup(bucket_
         assert exporter.export(estimator, base, None, support.eval_result(step, loss=loss), False)
     # A restarted exporter cleans up before its first export.
     restarted = BestExporter(
-        name="best", serving_input_receiver_fn=support.serving_input_receiver_fn_stub,
+        name="best",
+        serving_input_receiver_fn=support.serving_input_receiver_fn_stub,
         exports_to_keep=1,
     )
     assert restarted.export(estimator, base, None, support.eval_result(4, loss=0.2), False)

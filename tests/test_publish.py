@@ -240,9 +240,7 @@ def test_withdraw_removes_the_whole_version(tmp_path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_remove_unfinished_removes_only_this_librarys_unfinished_versions(
-    tmp_path, caplog
-) -> None:
+def test_remove_unfinished_removes_only_this_librarys_unfinished_versions(tmp_path, caplog) -> None:
     base = str(tmp_path)
     complete = make_version(base, V + 1)
     unfinished = make_version(base, V + 2, model=False)

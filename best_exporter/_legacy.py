@@ -218,6 +218,8 @@ class LegacyAttributes:
         self._requested_export = None
         path = layout.as_path(export_path)
         state = self._state_for(estimator.model_dir, path, eval_result or {})  # type: ignore
+        if state is None:
+            return None  # The exports cannot be read: nothing is exported (restore.py).
         exported = self._write_export(  # type: ignore[attr-defined]
             estimator, path, checkpoint_path, eval_result, state
         )

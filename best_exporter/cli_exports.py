@@ -111,7 +111,7 @@ def read_export_dir(export_dir: str) -> Tuple[List[ExportRecord], Dict[int, str]
     exports, gone = [], []
     for version, path in sorted(listing.versions.items()):
         try:
-            export = records.read_export(version, path)
+            export = records.read_export(version, path, read_failures_as_problems=True)
             # Retention renames a version to temp-<version> before deleting it.
             vanished = (
                 export.record is None and not export.complete and not tf.io.gfile.exists(path)

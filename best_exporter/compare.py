@@ -11,12 +11,15 @@ reject a result that lacks it (a configuration error) or holds NaN or infinity
 (never exported, never the best), and can name the metric in its log lines.
 """
 
+import decimal
 import difflib
 import functools
 import inspect
 import math
 import numbers
-from typing import Any, Callable, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple, cast
+
+import numpy as np
 
 EvalResult = Mapping[str, Any]
 CompareFn = Callable[..., bool]
@@ -24,6 +27,51 @@ CompareFn = Callable[..., bool]
 _COMPARE_FN_PARAMETERS = ("best_eval_result", "current_eval_result")
 
 _MISSING: Any = object()  # A metric absent from a result.
+
+# Estimator's metrics are float32. Two float32 values, each rounded to within half a
+# unit in the last place (2**-24 relative), differ from the true difference by up to
+# 2**-23 of the larger one: 0.7 - 0.6 in float32 is 0.0999999642. An improvement
+# within this much of `min_delta` counts as reaching it.
+_FLOAT32_TOLERANCE = 2.0**-22
+
+
+def numeric_value(value: Any) -> Optional[float]:
+    """A metric value as a float, or None if it is not a single number.
+
+    Numbers of any kind count: Python and numpy integers and floats, `Decimal`,
+    `Fraction`, scalar tensors and one-element arrays. Booleans, strings, bytes,
+    complex numbers and anything else do not. A value beyond the float range
+    (an int such as 10**400) becomes an infinity of its sign.
+
+    Args:
+      value: a value of an eval result.
+
+    Returns:
+      The float, or None.
+    """
+    if type(value) is float:  # pylint: disable=unidiomatic-typecheck
+        return value  # Most values: a fast path for restores with many metrics.
+    numpy_method = getattr(value, "numpy", None)
+    if callable(numpy_method) and not isinstance(value, np.ndarray):
+        try:
+            value = numpy_method()  # An eager tensor or variable.
+        except Exception:  # pylint: disable=broad-except
+            return None  # A graph tensor has no value here.
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            return None
+        value = value.reshape(())[()]
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if not isinstance(value, (numbers.Real, decimal.Decimal)):
+        return None  # str, bytes, complex, None, objects.
+    try:
+        return float(value)
+    except OverflowError:
+        positive = cast(Any, value) > 0  # An int or Fraction: comparable with 0.
+        return math.inf if positive else -math.inf
+    except (TypeError, ValueError):
+        return None  # A signalling Decimal NaN, an odd Real subclass.
 
 
 class MetricComparator:
@@ -96,12 +144,16 @@ class MetricComparator:
         raw = eval_result.get(self._metric, _MISSING) if eval_result else _MISSING
         if raw is _MISSING:
             raise ValueError(self._missing_metric_message(eval_result))
-        try:
-            return float(raw)
-        except (TypeError, ValueError):
+        value = numeric_value(raw)
+        if value is None:
+            shown = repr(raw)
+            shown = shown if len(shown) <= 100 else shown[:100] + "..."
             raise ValueError(
-                f"Metric {self._metric!r} must be a number to be compared. " f"Received: {raw!r}"
-            ) from None
+                f"Metric {self._metric!r} must be a number to be compared, such as a float "
+                f"or a numpy scalar. Received: {type(raw).__name__} {shown}. Compare by a "
+                "numeric metric, or pass a compare_fn that reads this value."
+            )
+        return value
 
     def _missing_metric_message(self, eval_result: Optional[EvalResult]) -> str:
         """Says which metrics the result has, and suggests the closest one in our direction."""
@@ -132,7 +184,10 @@ class MetricComparator:
 
         Returns:
           True if the candidate is better by more than zero and by at least
-          `min_delta`. Always False when either value is NaN.
+          `min_delta`, less a tolerance of float32 rounding (2**-22 of the
+          larger of the two values, about two float32 steps): with float32
+          metrics 0.6 -> 0.7 improves by 0.0999999642, which counts as 0.1.
+          Always False when either value is NaN.
 
         Raises:
           ValueError: if either result lacks the metric (like the original
@@ -145,8 +200,10 @@ class MetricComparator:
         gain = self.improvement(best, current)
         if not gain > 0:  # Also False for NaN.
             return False
-        # isclose: 0.5 - 0.4 is 0.09999999999999998, which should count as 0.1.
-        return gain >= self._min_delta or math.isclose(gain, self._min_delta)
+        # Metrics are float32: 0.7 - 0.6 computed from them is 0.0999999642, which
+        # must count as 0.1. (Infinite values give a NaN tolerance: no help.)
+        tolerance = _FLOAT32_TOLERANCE * max(abs(best), abs(current))
+        return gain >= self._min_delta or gain >= self._min_delta - tolerance
 
     def __repr__(self) -> str:
         factory = "higher_is_better" if self._higher_is_better else "lower_is_better"

@@ -11,7 +11,7 @@ import enum
 import math
 from typing import Any, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple, Type
 
-from best_exporter.compare import CompareFn, EvalResult, MetricComparator
+from best_exporter.compare import CompareFn, EvalResult, MetricComparator, numeric_value
 
 # What a custom compare_fn may raise on an entry it cannot judge (a metric
 # missing, a value of the wrong type): skipped in history, fatal for the current
@@ -46,8 +46,12 @@ class Best(NamedTuple):
 
     @property
     def step(self) -> Optional[int]:
+        """The result's `global_step` as an int; None if it has none or an odd one."""
         step = self.eval_result.get("global_step")
-        return int(step) if step is not None else None
+        try:
+            return int(step) if step is not None else None
+        except (TypeError, ValueError, OverflowError):
+            return None  # Only for log lines: an odd step must not raise there.
 
 
 class Outcome(enum.Enum):
@@ -110,16 +114,20 @@ class Judge:
         return ", ".join(f"{k} {_format_number(v)}" for k, v in sorted(shown.items())) or "{}"
 
     def best_of(
-        self, candidates: Iterable[Best]
+        self,
+        candidates: Iterable[Best],
+        unjudgeable: Tuple[Type[Exception], ...] = _UNJUDGEABLE,
     ) -> Tuple[Optional[Best], Dict[Type[BaseException], "SkippedCause"]]:
         """Finds the best of past results, skipping those that cannot be judged.
 
         A candidate is judgeable if it is finite (built-in compare functions) and
-        the compare_fn can compare it with itself without raising KeyError,
-        ValueError or TypeError.
+        the compare_fn can compare it with itself without raising one of
+        `unjudgeable`.
 
         Args:
           candidates: past results, in the order ties are won.
+          unjudgeable: what the compare_fn may raise on a candidate that is
+            then skipped; KeyError, ValueError and TypeError by default.
 
         Returns:
           The best, or None if no candidate is judgeable; and per exception type
@@ -135,7 +143,7 @@ class Judge:
                     continue
                 if best is None or self.improves(best.eval_result, candidate.eval_result):
                     best = candidate
-            except _UNJUDGEABLE as e:
+            except unjudgeable as e:
                 cause = skipped.setdefault(type(e), SkippedCause(e, candidate.step))
                 cause.count += 1
         return best, skipped
@@ -220,6 +228,12 @@ def decide(judge: Judge, best: Optional[Best], current: EvalResult) -> Outcome:
 
 
 def _format_number(value: Any) -> str:
-    if isinstance(value, float) or hasattr(value, "dtype"):
-        return f"{float(value):.6g}"
-    return str(value)
+    number = numeric_value(value)
+    if number is not None and not isinstance(value, int):
+        return f"{number:.6g}"
+    if isinstance(value, int) and abs(value) < 10**15:
+        return str(value)
+    if number is not None:
+        return f"{number:.6g}"  # An int too long to read, such as 10**400.
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:40] + "..."

@@ -3,20 +3,19 @@
 import collections.abc
 import dataclasses
 import datetime
-import itertools
 import numbers
 import os
 import posixpath
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Union
 
 import numpy as np
 import tensorflow as tf
 
-from best_exporter import layout, publish, records, retention, summaries
+from best_exporter import layout, publish, records, restore, retention, summaries
 from best_exporter._legacy import LegacyAttributes
 from best_exporter.compare import CompareFn, check_compare_fn, loss_smaller
 from best_exporter.decision import Best, Judge, Outcome, SkippedCause, Source, decide
-from best_exporter.history import HistoryScan, scan_eval_history
+from best_exporter.history import scan_eval_history
 from best_exporter.log import logger
 
 # Export failures that come from the filesystem, not from the user's model or
@@ -32,6 +31,19 @@ _TRANSIENT_EXPORT_ERRORS = (
     tf.errors.PermissionDeniedError,
     tf.errors.UnknownError,
 )
+# Errors of these classes come from the filesystem when no graph op raised them:
+# two evaluators exporting into one directory in the same second collide with
+# AlreadyExists (the publishing rename onto the other's version) or
+# FailedPrecondition (a rename onto a non-empty directory); object stores report
+# Internal and Cancelled. Raised by an op of the model's graph they are the
+# model's errors (an uninitialized variable), and propagate.
+_FILESYSTEM_EXPORT_ERRORS = (
+    tf.errors.AlreadyExistsError,
+    tf.errors.FailedPreconditionError,
+    tf.errors.InternalError,
+    tf.errors.CancelledError,
+    tf.errors.AbortedError,
+)
 
 
 @dataclasses.dataclass
@@ -42,6 +54,9 @@ class _RunState:
     export_path: Optional[str]
     best: Optional[Best]
     best_export_path: Optional[str]
+    # Versions whose worth is unknown (legacy exports when the best is known only
+    # from the history): never pruned until a new export beats the best.
+    unmatched: FrozenSet[int] = frozenset()
 
 
 class BestExporter(LegacyAttributes, tf.estimator.Exporter):
@@ -58,10 +73,13 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
       file; NaN and infinite results (with the built-in compare functions) are
       never exported and never become the best.
     * Truncated or corrupt event files, history events without the compared
-      metric, a checkpoint deleted before it could be exported, and filesystem
-      errors are logged, never fatal.
+      metric, invalid records, a checkpoint deleted before it could be
+      exported, and filesystem errors are logged, never fatal. If the exports
+      on disk cannot be read at a restart, nothing is exported or deleted
+      until they can.
     * Each export carries `assets.extra/eval_result.json`, its record.
-    * Retention never deletes the export just written and removes `temp-*`
+    * Retention never deletes the export just written, never follows or
+      deletes a symlink or a file named like a version, and removes `temp-*`
       directories left by interrupted exports.
     * Each export also writes its metrics, at its step, to a TensorBoard run in
       the export directory, so TensorBoard shows the exported bests beside the
@@ -91,9 +109,11 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
       serving_input_receiver_fn: a function taking no arguments and returning a
         `tf.estimator.export.ServingInputReceiver`.
       event_file_pattern: a glob of the eval event files, relative to
-        `model_dir` (an absolute pattern is used as it is), read after a
-        restart to value exports written without records (by the original
-        exporter). With None, the best is restored from the records alone.
+        `model_dir` (an absolute pattern, or one with a URL scheme such as
+        `gs://`, is used as it is; glob characters in `model_dir` are taken
+        literally), read after a restart to value exports written without
+        records (by the original exporter). With None, the best is restored
+        from the records alone.
       compare_fn: a callable `compare_fn(best_eval_result,
         current_eval_result) -> bool`, True if the current result is better.
         `loss_smaller`, `lower_is_better(metric)` and `higher_is_better(metric)`
@@ -151,10 +171,11 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         as_text: bool,
     ) -> None:
         """Checks and sets what each export is written with (also `_saved_model_exporter = ...`)."""
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
             raise ValueError(
-                f"`name` must be a non-empty string, the export directory's name. "
-                f"Received: name={name!r}"
+                "`name` must be a non-empty string, the export directory's name under "
+                "model_dir/export/, without '/' and other than '.' and '..', e.g. "
+                f"'best_exporter'. Received: name={name!r}"
             )
         if not callable(serving_input_receiver_fn):
             raise ValueError(
@@ -184,7 +205,11 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
 
     @property
     def best_export_path(self) -> Optional[str]:
-        """The export of the best model exported so far, or None before any."""
+        """The export of the best model exported so far, or None before any.
+
+        Also None after a restart while the best is known only from the event
+        history of versions the original exporter wrote without records.
+        """
         return self._state.best_export_path if self._state else None
 
     def export(
@@ -212,13 +237,18 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
 
         Raises:
           ValueError: if `eval_result` lacks the metric of a built-in
-            compare_fn, or exporting fails for a configuration error (a bad
-            serving_input_receiver_fn, a missing `assets_extra` source).
+            compare_fn or holds a value there that is not a number, if its
+            `global_step` is not an integer, or if exporting fails for a
+            configuration error (a bad serving_input_receiver_fn, a missing
+            `assets_extra` source).
           Exception: whatever a custom compare_fn raises on `eval_result`.
         """
         del is_the_final_export  # Every evaluation is judged alike.
         export_path = layout.as_path(export_path)
-        state = self._state_for(estimator.model_dir, export_path, eval_result)
+        step = records.global_step_of(eval_result)  # A clear error for an odd step.
+        state = self._state_for(estimator.model_dir, export_path, eval_result, step)
+        if state is None:
+            return None  # The exports could not be read: decide nothing on that view.
         outcome = decide(self._judge, state.best, eval_result)
         if not outcome.exports:
             self._log_skip(outcome, state, eval_result)
@@ -229,6 +259,7 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         previous = state.best
         state.best_export_path = _path_or_none(exported)
         state.best = Best(dict(eval_result or {}), Source.EVALUATION, state.best_export_path)
+        state.unmatched = frozenset()  # Better than every version on disk.
         self._log_export(outcome, previous, eval_result, state.best_export_path or repr(exported))
         self._prune(export_path, state, just_written=state.best_export_path)
         if self._write_best_summaries and state.best_export_path:
@@ -252,79 +283,78 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
             self._state.best_export_path = export_path
 
     def _state_for(
-        self, model_dir: str, export_path: str, eval_result: Mapping[str, Any]
-    ) -> _RunState:
-        """The state of this model_dir, restored from disk on first use."""
+        self,
+        model_dir: str,
+        export_path: str,
+        eval_result: Mapping[str, Any],
+        step: Optional[int] = None,
+    ) -> Optional[_RunState]:
+        """The state of this model_dir, restored from disk on first use.
+
+        None if the exports cannot be read; nothing is cached then, so the next
+        evaluation tries again.
+        """
+        step = step if step is not None else _step_of(eval_result)
         state = self._state
         if state is None or (state.model_dir, state.export_path) != (model_dir, export_path):
             # A best that a subclass assigned before the first export (see
             # _legacy.py) has no directories yet; it competes with the models on disk.
             assigned = state.best if state is not None and state.model_dir is None else None
-            state = self._restore(model_dir, export_path, _step_of(eval_result), assigned)
-            self._state = state
+            restored = self._restore(model_dir, export_path, eval_result, step, assigned)
+            if restored is None:
+                return None
+            state = self._state = restored
         return state
 
     def _restore(
         self,
         model_dir: str,
         export_path: str,
+        eval_result: Mapping[str, Any],
         current_step: Optional[int],
         assigned: Optional[Best] = None,
-    ) -> _RunState:
-        """Finds the result a new model has to beat: the best of the models on disk.
+    ) -> Optional[_RunState]:
+        """Restores the best of the models on disk (see `restore.restore`) and prunes.
 
-        Records value the exports this library wrote. Exports without a record
-        (written by `tf.estimator.BestExporter`, or with an unreadable one) are
-        valued by the eval event history before `current_step`, as the original
-        values them. The history is not consulted otherwise: a result in it whose
-        export failed or was killed has no model on disk, and holding it against
-        new models would keep serving a worse one.
+        Returns:
+          The state, or None (after a warning) if the exports cannot be read.
         """
-        # Before reading records: a version whose publish was killed has a record
-        # but no model, and must neither count nor be served.
-        publish.remove_unfinished(export_path)
         try:
-            exports = records.read_export_records(export_path)
-        except (tf.errors.OpError, OSError) as e:
-            logger.warning("%s: cannot list the exports in %s: %s", self._prefix, export_path, e)
-            exports = []
-        # Records first: on a tie the best is the one whose export is known.
-        candidates = [
-            Best(e.eval_result, Source.RECORDS, e.path)
-            for e in exports
-            if e.eval_result is not None
-        ]
-        disk_note = f"{len(exports)} exports on disk under {export_path}"
-        unrecorded = len(exports) - len(candidates)
-        history = _HistoryCandidates(None, current_step)
-        if unrecorded:
-            history = self._history_before(model_dir, current_step)
-        # A best a subclass assigned before the first export competes last.
-        tail = [assigned] if assigned is not None else []
-        best, skipped = self._judge.best_of(itertools.chain(candidates, history, tail))
-        if unrecorded:
-            disk_note += f", {unrecorded} of them without records, valued by {history.note}"
-        if best is not None and best.source is Source.EVENTS:
-            # Decoded once, and the events behind it released.
-            best = best._replace(eval_result=dict(best.eval_result))
-        for cause in skipped.values():
+            restored = restore.restore(
+                self._judge,
+                export_path,
+                lambda step: self._history_before(model_dir, step),
+                current_step,
+                extra=[assigned] if assigned is not None else (),
+            )
+        except restore.CannotRestoreError as e:
+            logger.warning(
+                "%s: not exported step %s: %s would be judged, but %s. Nothing is exported or "
+                "deleted until the exports can be read; trying again at the next evaluation",
+                self._prefix,
+                current_step,
+                self._judge.describe(eval_result),
+                e,
+            )
+            return None
+        for cause in restored.skipped.values():
             self._warn_skipped(cause)
-        best_export_path = None
-        if exports:
-            best_export_path = best.export_path if best and best.export_path else exports[-1].path
-        state = _RunState(model_dir, export_path, best, best_export_path)
-        self._log_restore(state, disk_note)
+        state = _RunState(
+            model_dir, export_path, restored.best, restored.best_export_path, restored.unmatched
+        )
+        self._log_restore(state, restored.note)
         self._prune(export_path, state)
         return state
 
-    def _history_before(self, model_dir: str, current_step: Optional[int]) -> "_HistoryCandidates":
+    def _history_before(
+        self, model_dir: str, current_step: Optional[int]
+    ) -> restore.HistoryCandidates:
         """The eval results in the event history before `current_step`, streamed."""
         if not self._event_file_pattern:
-            return _HistoryCandidates(None, current_step)
-        scan = scan_eval_history(
-            os.path.join(model_dir, self._event_file_pattern), metric=self._judge.metric
-        )
-        return _HistoryCandidates(scan, current_step)
+            return restore.HistoryCandidates(None, current_step)
+        pattern = layout.event_file_glob(model_dir, self._event_file_pattern)
+        scan = scan_eval_history(pattern, metric=self._judge.metric, strict_listing=True)
+        return restore.HistoryCandidates(scan, current_step)
 
     def _write_export(
         self,
@@ -372,11 +402,19 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
             # is being exported; that is not the user's error, whatever it raised.
             if checkpoint and not _checkpoint_exists(checkpoint):
                 cause = f"the checkpoint no longer exists ({type(e).__name__}: {e})"
-            elif isinstance(e, _TRANSIENT_EXPORT_ERRORS):
+            elif _is_filesystem_error(e):
                 cause = f"{type(e).__name__}: {e}"
             else:
                 raise
             self._warn_export_failed(eval_result, checkpoint, state, cause)
+            return None
+        if exported is None:
+            self._warn_export_failed(
+                eval_result,
+                checkpoint,
+                state,
+                "export_saved_model returned None instead of the export's path",
+            )
             return None
         # TensorFlow Serving loads the newest version, so a version that lost
         # content on the way (a filesystem whose rename does not move a whole
@@ -406,7 +444,7 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         retention.prune_export_dir(
             export_path,
             self._exports_to_keep,
-            [v for v in protected if v is not None],
+            [v for v in protected if v is not None] + sorted(state.unmatched),
             just_written=(
                 layout.parse_version(os.path.basename(just_written)) if just_written else None
             ),
@@ -523,42 +561,22 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         )
 
 
-class _HistoryCandidates:
-    """The history's results before the current step, as candidates, counted as they stream.
-
-    The evaluator writes the current result before calling export(): it must not
-    be held against itself, so results at or after its step are left out.
-
-    Args:
-      scan: the event files to read, or None when there is no pattern.
-      current_step: the step of the current evaluation, if known.
-    """
-
-    def __init__(self, scan: Optional[HistoryScan], current_step: Optional[int]):
-        self._scan = scan
-        self._current_step = current_step
-        self.count = 0
-
-    def __iter__(self) -> Iterator[Best]:
-        if self._scan is None:
-            return
-        before = self._current_step
-        for evaluation in self._scan:
-            if before is None or evaluation.step < before:
-                self.count += 1
-                yield Best(evaluation, Source.EVENTS)
-
-    @property
-    def note(self) -> str:
-        """What was read, for the restore log line; complete once iterated."""
-        if self._scan is None:
-            return "nothing (event_file_pattern is None)"
-        return f"{self.count} earlier results in {self._scan.files_read} event files"
-
-
 def _step_of(eval_result: Mapping[str, Any]) -> Optional[int]:
-    step = eval_result.get("global_step") if eval_result else None
-    return int(step) if step is not None else None
+    try:
+        return records.global_step_of(eval_result)
+    except ValueError:
+        return None  # Only for log lines; export() rejects an odd step first.
+
+
+def _is_filesystem_error(error: BaseException) -> bool:
+    """Whether an export error is the filesystem's (survived), not the configuration's."""
+    if isinstance(error, _TRANSIENT_EXPORT_ERRORS):
+        return True
+    if isinstance(error, _FILESYSTEM_EXPORT_ERRORS):
+        return error.op is None
+    # SavedModelBuilder reports a temp dir that another writer is filling (two
+    # evaluators exporting in the same second) with a bare AssertionError.
+    return isinstance(error, AssertionError) and "already exists, and isn't empty" in str(error)
 
 
 def _path_or_none(exported: Any) -> Optional[str]:
@@ -644,8 +662,15 @@ def _raise_if_assets_extra_missing(assets_extra: Mapping[str, str], error: Excep
     for destination, source in assets_extra.items():
         try:
             exists = tf.io.gfile.exists(source)
+            is_directory = exists and tf.io.gfile.isdir(source)
         except (tf.errors.OpError, OSError):
             continue  # Unknown: the export's own error tells more.
+        if is_directory:
+            raise ValueError(
+                f"`assets_extra` source {source!r} (for {destination!r}) is a directory, so "
+                f"the export failed ({type(error).__name__}: {error}). assets_extra copies "
+                "files: name each file, e.g. {'vocab/words.txt': '/data/vocab/words.txt'}."
+            ) from error
         if not exists:
             raise ValueError(
                 f"`assets_extra` source file {source!r} (for {destination!r}) does not exist, so "
@@ -694,11 +719,15 @@ def _checked_assets_extra(assets_extra: Any) -> Dict[str, str]:
         destination_text = (
             layout.as_path(destination) if isinstance(destination, bytes) else destination
         )
+        normalized = (
+            posixpath.normpath(destination_text) if isinstance(destination_text, str) else ""
+        )
         if (
             not isinstance(destination_text, str)
             or not destination_text
             or posixpath.isabs(destination_text)
-            or posixpath.normpath(destination_text).startswith("..")
+            or normalized in (".", "..")
+            or normalized.startswith("../")
         ):
             raise ValueError(
                 "`assets_extra` keys must be paths relative to the export's assets.extra "
@@ -719,5 +748,14 @@ def _checked_assets_extra(assets_extra: Any) -> Dict[str, str]:
             )
         # Existence is checked when an export fails, not here: unit tests pass
         # placeholder paths with a mocked estimator, as upstream's own tests do.
+        # A directory cannot be copied and fails every export: rejected now if it
+        # is one now (isdir answers False for a placeholder that does not exist),
+        # and named when an export fails if it became one later.
+        if tf.io.gfile.isdir(source_text):
+            raise ValueError(
+                f"`assets_extra` source {source_text!r} (for {destination!r}) is a directory; "
+                "assets_extra copies files. Name each file, e.g. "
+                "{'vocab/words.txt': '/data/vocab/words.txt'}."
+            )
         checked[destination_text] = source_text
     return checked

@@ -404,7 +404,10 @@ def _load_records(path: str) -> Iterable[bytes]:
 
 
 def scan_eval_history(
-    pattern: str, load_records: RecordLoader = _load_records, metric: Optional[str] = None
+    pattern: str,
+    load_records: RecordLoader = _load_records,
+    metric: Optional[str] = None,
+    strict_listing: bool = False,
 ) -> HistoryScan:
     """Lists the event files matching `pattern`, to stream their evaluations.
 
@@ -416,13 +419,21 @@ def scan_eval_history(
       load_records: returns the serialized `Event` records of one file.
       metric: the metric the caller will look up in every evaluation, if any
         (a built-in compare_fn's); a hint that saves decoding another one.
+      strict_listing: raise if the event files cannot be listed, instead of
+        logging it and reading no history. The exporter's restore needs this:
+        "no history" would let a worse model in, while an error is retried.
 
     Returns:
       An iterable of `Evaluation`s; no file is read until it is iterated.
+
+    Raises:
+      tf.errors.OpError, OSError: with `strict_listing`, if listing fails.
     """
     try:
         paths = sorted(tf.io.gfile.glob(pattern))
     except (tf.errors.OpError, OSError) as e:
+        if strict_listing:
+            raise
         logger.warning("Cannot list event files %s, so no eval history is read: %s", pattern, e)
         paths = []
     return HistoryScan(pattern, paths, load_records, metric)

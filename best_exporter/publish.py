@@ -221,18 +221,18 @@ def remove_unfinished(export_dir_base: Union[str, bytes]) -> List[str]:
         if not tf.io.gfile.isdir(base):
             return []
         names = [name.rstrip("/") for name in tf.io.gfile.listdir(base)]
-        versions = [name for name in names if layout.parse_version(name) is not None]
+        # Our own version directories only: never a symlink or a file named like one.
+        versions = layout.list_export_dir(base).versions.values()
         # One listing instead of a request per version.
         loadable = {
-            os.path.basename(os.path.dirname(path))
+            os.path.dirname(path)
             for name in _SAVED_MODEL_NAMES
             for path in tf.io.gfile.glob(os.path.join(base, "*", name))
         }
         unfinished = [
-            os.path.join(base, name)
-            for name in versions
-            if name not in loadable
-            and tf.io.gfile.exists(layout.record_path(os.path.join(base, name)))
+            path
+            for path in versions
+            if path not in loadable and tf.io.gfile.exists(layout.record_path(path))
         ]
     except (tf.errors.OpError, OSError) as e:
         logger.warning("Cannot look for unfinished exports in %s: %s", base, e)

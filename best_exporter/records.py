@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from best_exporter import layout
+from best_exporter.compare import numeric_value
 from best_exporter.log import logger
 from best_exporter.version import __version__
 
@@ -61,6 +62,9 @@ _Read = TypeVar("_Read")
 # JSON has no NaN or infinity; they are written as these strings.
 _NON_FINITE_NAMES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
+# The fields of a record besides `metrics` and `global_step`: a str or null each.
+_STRING_FIELDS = ("checkpoint_path", "exporter", "exported_at", "best_exporter_version")
+
 
 @dataclasses.dataclass(frozen=True)
 class ExportRecord:
@@ -69,12 +73,15 @@ class ExportRecord:
     Attributes:
       version: the 10-digit version number.
       path: the version directory.
-      record: the parsed `eval_result.json`, or None for a version without one
-        (written by `tf.estimator.BestExporter`, or unreadable).
+      record: the parsed and validated `eval_result.json`, or None for a version
+        without one (written by `tf.estimator.BestExporter`) or with an invalid
+        one (see `problem`).
       complete: whether the version holds a SavedModel (`saved_model.pb` or
         `saved_model.pbtxt`), which TensorFlow Serving can load.
-      problem: why the version's record exists but cannot be used (unreadable
-        or invalid), or None when the record is fine or absent.
+      problem: why the version's record exists but cannot be used (not JSON,
+        not a record, a field of the wrong type), or None when the record is
+        fine or absent. A record that could not be *read* is never a problem:
+        reading raises instead.
     """
 
     version: int
@@ -84,13 +91,20 @@ class ExportRecord:
     problem: Optional[str] = None
 
     @property
-    def eval_result(self) -> Optional[Dict[str, float]]:
-        """The recorded metrics plus `global_step`, as a compare_fn expects them."""
+    def eval_result(self) -> Optional[Dict[str, Any]]:
+        """The recorded metrics plus `global_step`, as `Estimator.evaluate` gives them.
+
+        Metrics are `np.float64` and the step `np.int64`, so that a compare_fn
+        that calls numpy methods (`.item()`) works on restored results as on
+        fresh ones.
+        """
         if self.record is None:
             return None
-        result = dict(self.record.get("metrics", {}))
+        result: Dict[str, Any] = {
+            key: np.float64(value) for key, value in self.record.get("metrics", {}).items()
+        }
         if self.record.get("global_step") is not None:
-            result["global_step"] = self.record["global_step"]
+            result["global_step"] = np.int64(self.record["global_step"])
         return result
 
 
@@ -101,18 +115,47 @@ def numeric_metrics(eval_result: Mapping[str, Any]) -> Dict[str, float]:
       eval_result: the dict `Estimator.evaluate` returned.
 
     Returns:
-      Each number, numpy scalar or one-element array, as a float; `global_step`
-      and non-numeric values (serialized summaries, strings) left out.
+      Each number of any kind (Python, numpy, `Decimal`, scalar tensors,
+      one-element arrays) as a float; `global_step` and what is not a number
+      (serialized summaries, strings, booleans) left out. See
+      `compare.numeric_value`.
     """
     metrics = {}
     for key, value in eval_result.items():
-        if key == "global_step" or isinstance(value, (bool, np.bool_)):
+        if key == "global_step":
             continue
-        if isinstance(value, np.ndarray) and value.size == 1:
-            value = value.reshape(())[()]
-        if isinstance(value, (numbers.Real, np.integer, np.floating)):
-            metrics[str(key)] = float(value)
+        number = numeric_value(value)
+        if number is not None:
+            metrics[str(key)] = number
     return metrics
+
+
+def global_step_of(eval_result: Optional[Mapping[str, Any]]) -> Optional[int]:
+    """The `global_step` of an eval result as an int, or None if it has none.
+
+    Args:
+      eval_result: an eval result or a record's fields.
+
+    Returns:
+      The step.
+
+    Raises:
+      ValueError: if the step is not an integer (NaN, a string, 2.5, a bool)
+        or does not fit an int64, naming the value.
+    """
+    if not eval_result or eval_result.get("global_step") is None:
+        return None
+    raw = eval_result["global_step"]
+    number = numeric_value(raw)
+    step: Optional[int] = None
+    if number is not None and math.isfinite(number) and number == int(number):
+        step = int(raw) if isinstance(raw, (numbers.Integral, np.integer)) else int(number)
+    if step is None or not -(2**63) <= step < 2**63:
+        raise ValueError(
+            "`global_step` must be an integer step, as Estimator.evaluate gives it. "
+            f"Received: global_step={raw!r}"
+        )
+    return step
 
 
 def make_record(
@@ -131,10 +174,12 @@ def make_record(
 
     Returns:
       A JSON-ready dict.
+
+    Raises:
+      ValueError: if the eval result's `global_step` is not an integer.
     """
-    step = eval_result.get("global_step")
     return {
-        "global_step": int(step) if step is not None else None,
+        "global_step": global_step_of(eval_result),
         "metrics": numeric_metrics(eval_result),
         "checkpoint_path": layout.as_path(checkpoint_path) if checkpoint_path else None,
         "exporter": exporter_name,
@@ -159,23 +204,57 @@ def dumps_record(record: Mapping[str, Any]) -> str:
 
 
 def loads_record(text: Union[str, bytes]) -> Dict[str, Any]:
-    """Parses a record written by `dumps_record`.
+    """Parses and validates a record written by `dumps_record`.
+
+    Whatever `text` holds (JSON `null`s, lists or objects where numbers belong,
+    nesting deep enough to exhaust the stack, numbers beyond the float range),
+    the only exception is a ValueError naming what is wrong.
+
+    Returns:
+      The record: `global_step` an int or None, `metrics` a dict of str to
+      float (non-finite values restored), and those of `checkpoint_path`,
+      `exporter`, `exported_at` and `best_exporter_version` that are strings.
+      Null and unknown fields are left out.
 
     Raises:
-      ValueError: if `text` is not a record.
+      ValueError: if `text` is not a valid record.
     """
-    record = json.loads(text)
+    try:
+        return _validated(json.loads(text))
+    except (TypeError, RecursionError, OverflowError, UnicodeDecodeError) as e:
+        raise ValueError(f"not an export record ({type(e).__name__}: {e})") from None
+
+
+def _validated(record: Any) -> Dict[str, Any]:
     if not isinstance(record, dict) or not isinstance(record.get("metrics", {}), dict):
-        raise ValueError(f"not an export record: {text[:200]!r}")
+        raise ValueError(f"not an export record: {_short(record)}")
     metrics = {}
     for key, value in record.get("metrics", {}).items():
-        if isinstance(value, str):
-            if value not in _NON_FINITE_NAMES:
-                raise ValueError(f"metric {key!r} is not a number: {value!r}")
-            value = _NON_FINITE_NAMES[value]
-        metrics[key] = float(value)
-    record["metrics"] = metrics
-    return record
+        if isinstance(value, str) and value in _NON_FINITE_NAMES:
+            metrics[key] = _NON_FINITE_NAMES[value]
+            continue
+        number = numeric_value(value) if isinstance(value, (int, float)) else None
+        if number is None:
+            raise ValueError(f"metric {key!r} is not a number: {_short(value)}")
+        metrics[key] = number
+    validated: Dict[str, Any] = {"metrics": metrics}
+    validated["global_step"] = global_step_of(record)
+    for field in _STRING_FIELDS:
+        value = record.get(field)
+        if value is None:
+            continue  # Absent and null alike: readers use record.get(field, default).
+        if not isinstance(value, str):
+            raise ValueError(f"{field} is not a string: {_short(value)}")
+        validated[field] = value
+    return validated
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<deeply nested {type(value).__name__}>"
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _non_finite_name(value: float) -> str:
@@ -213,28 +292,63 @@ def read_record(version_dir: str) -> Optional[Dict[str, Any]]:
 
     Returns:
       The record, or None when there is none (an export by another exporter) or
-      it cannot be read (logged as a warning).
+      it is invalid (logged as a warning).
+
+    Raises:
+      tf.errors.OpError: if the record cannot be read (anything but "not
+        found"): the caller cannot tell what the version is worth.
+      OSError: likewise, from a Python filesystem plugin.
     """
     return _read_record_or_problem(version_dir)[0]
 
 
 def _read_record_or_problem(version_dir: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
-    """The record of a version, or None and why an existing record cannot be used."""
+    """The record of a version, or None and why an existing record cannot be used.
+
+    "Not there" is None without a problem; "could not look" raises.
+    """
     path = layout.record_path(version_dir)
     try:
         if not tf.io.gfile.exists(path):
             return None, None
         with tf.io.gfile.GFile(path, "rb") as f:
-            return loads_record(f.read()), None
-    # TypeError and RecursionError: a record of the wrong shape, or nested too deep.
-    except (tf.errors.OpError, OSError, ValueError, TypeError, RecursionError) as e:
+            text = f.read()
+    except tf.errors.NotFoundError:
+        return None, None  # Deleted since it was seen: retention of another writer.
+    try:
+        return loads_record(text), None
+    except ValueError as e:
         logger.warning("Ignoring unreadable export record %s: %s", path, e)
         return None, f"{type(e).__name__}: {e}"
 
 
-def read_export(version: int, version_dir: str) -> ExportRecord:
-    """Reads what one version directory holds: its record and whether it is complete."""
-    record, problem = _read_record_or_problem(version_dir)
+def read_export(
+    version: int, version_dir: str, read_failures_as_problems: bool = False
+) -> ExportRecord:
+    """Reads what one version directory holds: its record and whether it is complete.
+
+    Args:
+      version: the version number.
+      version_dir: the version directory.
+      read_failures_as_problems: if True, a record that cannot be read (anything
+        but "not found") is reported as the version's `problem`, named by the
+        error's class, as a listing for a person wants it; by default it raises,
+        as deciding anything on a failed read must not happen.
+
+    Returns:
+      The version, its record (None if absent or invalid) and completeness.
+
+    Raises:
+      tf.errors.OpError: if the record (unless `read_failures_as_problems`) or
+        the SavedModel cannot be looked at.
+      OSError: likewise, from a Python filesystem plugin.
+    """
+    try:
+        record, problem = _read_record_or_problem(version_dir)
+    except (tf.errors.OpError, OSError) as e:
+        if not read_failures_as_problems:
+            raise
+        record, problem = None, f"{type(e).__name__}: {e}"
     return ExportRecord(
         version=version,
         path=version_dir,
@@ -254,10 +368,15 @@ def read_export_records(export_dir_base: Union[str, bytes]) -> List[ExportRecord
     Returns:
       One `ExportRecord` per 10-digit version directory, oldest first. Versions
       without a record (written by `tf.estimator.BestExporter`) have `record`
-      None. Empty if the directory does not exist.
+      None; so do versions with an invalid record, with `problem` saying why.
+      Symlinks and files named like versions are left out. Empty if the
+      directory does not exist.
 
     Raises:
-      tf.errors.OpError: if the directory exists but cannot be listed.
+      tf.errors.OpError: if the directory exists but cannot be listed, or a
+        record or SavedModel cannot be looked at (anything but "not found"):
+        a failed look is never reported as "no exports" or "no record".
+      OSError: likewise, from a Python filesystem plugin.
     """
     versions = sorted(layout.list_export_dir(export_dir_base).versions.items())
     return map_concurrently(

@@ -2,7 +2,10 @@
 
 The decisions are pure functions over version numbers. `prune_export_dir` applies
 them, touching only 10-digit version directories and `temp-<timestamp>`
-directories of one export base directory.
+directories of one export base directory. A symlink or a regular file named like
+one is somebody else's: never followed, never deleted; and symlinks inside a
+version are removed as links, so deleting a version never reaches outside the
+export directory.
 """
 
 import os
@@ -96,6 +99,8 @@ def prune_export_dir(
                 listing.versions[newest],
                 just_written,
             )
+    for path in listing.foreign:
+        logger.debug("Leaving %s alone: named like an export, but not a directory", path)
     deleted = []
     for timestamp in stale_temp_dirs(listing.temp_dirs, newest):
         path = listing.temp_dirs[timestamp]
@@ -132,8 +137,20 @@ def _retire_version(base: str, path: str, version: int) -> bool:
         return publish.withdraw_version(path)
     graveyard = os.path.join(base, f"temp-{version}")
     try:
+        if not layout.is_own_directory(path):
+            logger.warning("Not deleting %s: it is not a directory of this exporter", path)
+            return False
         if tf.io.gfile.exists(graveyard):
-            tf.io.gfile.rmtree(graveyard)
+            if not layout.is_own_directory(graveyard):
+                logger.warning(
+                    "Cannot delete old export %s: %s is in the way and is not a directory of "
+                    "this exporter",
+                    path,
+                    graveyard,
+                )
+                return False
+            if not _delete_tree(graveyard):
+                return False
         tf.io.gfile.rename(path, graveyard)
     except (tf.errors.OpError, OSError) as e:
         logger.warning("Cannot delete old export %s: %s", path, e)
@@ -143,6 +160,10 @@ def _retire_version(base: str, path: str, version: int) -> bool:
 
 def _delete_tree(path: str) -> bool:
     try:
+        # rmtree follows a symlinked directory and empties its target: unlink
+        # the links first, so nothing outside the export directory is touched.
+        for link in layout.local_symlinks(path):
+            tf.io.gfile.remove(link)
         tf.io.gfile.rmtree(path)
     except tf.errors.NotFoundError:
         pass  # Somebody else deleted it: the goal is met.

@@ -7,6 +7,7 @@ sees is also tested with the real model below.
 
 import itertools
 import os
+import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -133,7 +134,8 @@ def write_tf2_events(log_dir: str, results: Iterable[Tuple[int, Mapping[str, flo
 
 
 def _newest_event_file(log_dir: str) -> str:
-    files = tf.io.gfile.glob(os.path.join(log_dir, "*.tfevents.*"))
+    literal_dir = re.sub(r"([\[*?])", r"[\1]", log_dir)  # Glob characters in the dir's name.
+    files = tf.io.gfile.glob(os.path.join(literal_dir, "*.tfevents.*"))
     return max(files, key=lambda f: (tf.io.gfile.stat(f).mtime_nsec, f))
 
 

@@ -1,11 +1,14 @@
 """Tests of best_exporter.compare: the built-in compare functions and the compare_fn check."""
 
+import decimal
+import fractions
 import functools
 import math
 import re
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from best_exporter import compare
 from best_exporter.compare import (
@@ -140,6 +143,67 @@ def test_empty_result_raises_value_error(empty) -> None:
 def test_non_numeric_metric_raises_value_error_naming_the_value(value) -> None:
     with pytest.raises(ValueError, match=r"'loss' must be a number.*Received: "):
         loss_smaller({"loss": 0.5}, {"loss": value})
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("0.5", "str '0.5'"),
+        (b"0.5", "bytes b'0.5'"),
+        (True, "bool True"),
+        (np.bool_(False), "bool_ False"),
+        (1 + 0j, r"complex \(1\+0j\)"),
+        (np.zeros(3), r"ndarray array\(\[0., 0., 0.\]\)"),
+    ],
+)
+def test_metric_the_record_cannot_store_raises_value_error_naming_it(value, shown: str) -> None:
+    # Compared in memory, such a value was written to the record as nothing, and a
+    # worse model was exported after a restart (issue 8, item 5).
+    with pytest.raises(ValueError, match=rf"'loss' must be a number.*Received: {shown}"):
+        loss_smaller({"loss": 0.5}, {"loss": value})
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (tf.constant(0.25), 0.25),
+        (tf.constant([0.25]), 0.25),
+        (decimal.Decimal("0.25"), 0.25),
+        (fractions.Fraction(1, 4), 0.25),
+        (np.int32(3), 3.0),
+        (10**400, math.inf),
+        (-(10**400), -math.inf),
+        (decimal.Decimal("NaN"), NAN),
+    ],
+    ids=repr,
+)
+def test_numbers_of_any_kind_are_compared_as_floats(value, expected: float) -> None:
+    assert compare.numeric_value(value) == expected or (
+        math.isnan(expected) and math.isnan(compare.numeric_value(value))
+    )
+    assert loss_smaller({"loss": 0.5}, {"loss": value}) is (expected < 0.5)
+
+
+# 0.7 - 0.6 computed from float32 metrics is 0.0999999642 (issue 8, item 11).
+@pytest.mark.parametrize(
+    "compare_fn, best, current, improves",
+    [
+        (higher_is_better("accuracy", min_delta=0.1), 0.5, 0.6, True),
+        (higher_is_better("accuracy", min_delta=0.1), 0.6, 0.7, True),
+        (higher_is_better("accuracy", min_delta=0.1), 0.7, 0.8, True),
+        (higher_is_better("accuracy", min_delta=0.1), 0.6, 0.6999, False),
+        (lower_is_better("loss", min_delta=0.1), 0.7, 0.6, True),
+        (lower_is_better("loss", min_delta=0.01), 1000.5, 1000.49, True),
+        (lower_is_better("loss", min_delta=0.01), 1000.5, 1000.495, False),
+        (lower_is_better("loss", min_delta=0.001), 0.3, 0.299, True),
+        (lower_is_better("loss", min_delta=0.001), 0.3, 0.2991, False),
+    ],
+)
+def test_min_delta_allows_for_float32_rounding(compare_fn, best, current, improves) -> None:
+    metric = compare_fn.metric
+    best_result = {metric: np.float32(best)}
+    current_result = {metric: np.float32(current)}
+    assert compare_fn(best_result, current_result) is improves
 
 
 @pytest.mark.parametrize("metric", ["", None, 3, b"loss", ["loss"]])

@@ -236,9 +236,28 @@ def test_best_of_propagates_errors_that_are_bugs_in_the_compare_fn() -> None:
         Judge(buggy).best_of([_best(0.5)])
 
 
+def test_best_of_skips_any_error_it_is_told_to_on_restored_results() -> None:
+    def buggy_on_plain_floats(best_eval_result, current_eval_result):
+        return best_eval_result["loss"].item() > current_eval_result["loss"].item()
+
+    restored = [_best(0.5), Best({"loss": np.float64(0.25)}, Source.RECORDS)]
+
+    best, skipped = Judge(buggy_on_plain_floats).best_of(restored, unjudgeable=(Exception,))
+
+    assert best is restored[1]
+    assert {cause: s.count for cause, s in skipped.items()} == {AttributeError: 1}
+
+
 @pytest.mark.parametrize(
     "eval_result, step",
-    [({"loss": 1.0, "global_step": np.int64(7)}, 7), ({"loss": 1.0}, None)],
+    [
+        ({"loss": 1.0, "global_step": np.int64(7)}, 7),
+        ({"loss": 1.0}, None),
+        # Only log lines read it: an odd step is no step there, never an error.
+        ({"loss": 1.0, "global_step": math.nan}, None),
+        ({"loss": 1.0, "global_step": "abc"}, None),
+        ({"loss": 1.0, "global_step": []}, None),
+    ],
 )
 def test_best_step_is_the_global_step_as_int(eval_result, step: Optional[int]) -> None:
     best = Best(eval_result, Source.RECORDS)
@@ -255,6 +274,13 @@ def test_best_step_is_the_global_step_as_int(eval_result, step: Optional[int]) -
         (_accuracy_better, {"accuracy": 0.9, "f1": 1, "global_step": 3}, "accuracy 0.9, f1 1"),
         (_accuracy_better, {"global_step": 3}, "{}"),
         (loss_smaller, None, "none"),
+        (loss_smaller, {"loss": 10**400}, "loss inf"),  # Beyond float: infinite.
+        (loss_smaller, {"loss": 12}, "loss 12"),
+        (
+            _accuracy_better,
+            {"accuracy": 0.9, "name": "x" * 50},
+            "accuracy 0.9, name '" + "x" * 39 + "...",
+        ),
     ],
 )
 def test_describe_names_the_compared_metric(compare_fn, eval_result, text: str) -> None:

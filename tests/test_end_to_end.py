@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from typing import Any, Dict, List, Optional, Set
 
 import numpy as np
@@ -23,6 +24,7 @@ import support
 import tensorflow as tf
 
 from best_exporter import BestExporter
+from tests.faulty_gfile import FaultyGfile
 
 pytestmark = pytest.mark.e2e
 
@@ -378,3 +380,132 @@ def test_missing_assets_extra_source_stops_the_first_export_naming_it(
         )
 
     assert sorted(os.listdir(run.export_dir)) == entries_before  # No version, no temp dir.
+
+
+# ----------------------------------------------------------------------------
+# Issue 8: transient errors at a restart and colliding writers, with the real estimator.
+
+
+def test_restart_during_an_outage_exports_nothing_and_keeps_the_best(
+    copied_run: Run, monkeypatch
+) -> None:
+    run = copied_run
+    before = version_names(run.export_dir)
+    evaluated = last_call(run)
+    best_loss = read_record(os.path.join(run.export_dir, before[-1]))["metrics"]["loss"]
+    exporter = BestExporter(
+        name=EXPORTER_NAME,
+        serving_input_receiver_fn=support.serving_input_receiver_fn,
+        exports_to_keep=1,
+    )
+    estimator = support.make_classifier(run.model_dir)
+    checkpoint = checkpoint_in(run, evaluated)
+    faults = FaultyGfile(monkeypatch)
+    faults.fail("listdir", path_contains=run.export_dir)
+
+    worse = with_loss(evaluated.eval_result, best_loss + 1.0)
+    assert exporter.export(estimator, run.export_dir, checkpoint, worse, False) is None
+    faults.clear()
+    assert version_names(run.export_dir) == before  # Nothing pruned on a failed listing.
+
+    assert exporter.export(estimator, run.export_dir, checkpoint, worse, False) is None
+    assert version_names(run.export_dir) == before[-1:]  # Retention as configured.
+    better = with_loss(evaluated.eval_result, best_loss / 2)
+    exported = exporter.export(estimator, run.export_dir, checkpoint, better, False)
+    assert version_names(run.export_dir) == [os.path.basename(exported.decode())]
+    assert_newest_export_serves(run)
+
+
+def _colliding_exports(reason: str, raises: type):
+    return [
+        pytest.param(BestExporter, id="best_exporter"),
+        pytest.param(
+            tf.estimator.BestExporter,
+            marks=pytest.mark.xfail(strict=True, raises=raises, reason=reason),
+            id="tf.estimator.BestExporter",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "exporter_class",
+    _colliding_exports(
+        "AlreadyExistsError from the publishing rename kills the evaluator",
+        tf.errors.AlreadyExistsError,
+    ),
+)
+def test_another_evaluator_publishing_the_same_version_is_survived(
+    copied_run: Run, exporter_class, monkeypatch, caplog
+) -> None:
+    run = copied_run
+    before = version_names(run.export_dir)
+    evaluated = last_call(run)
+    rename = tf.compat.v1.gfile.Rename
+
+    def zombie_publishes_first(source, destination, overwrite=False):
+        # A second evaluator on the same model_dir picked the same second and
+        # renamed its temp dir into place a moment earlier.
+        destination = tf.compat.as_str(destination)
+        if os.path.basename(destination).isdigit():
+            tf.io.gfile.makedirs(destination)
+            with tf.io.gfile.GFile(os.path.join(destination, "saved_model.pb"), "w") as f:
+                f.write("the other evaluator's model")
+        rename(source, destination, overwrite)
+
+    monkeypatch.setattr(tf.compat.v1.gfile, "Rename", zombie_publishes_first)
+    exporter = exporter_class(
+        name=EXPORTER_NAME, serving_input_receiver_fn=support.serving_input_receiver_fn
+    )
+    better = with_loss(evaluated.eval_result, float(evaluated.eval_result["loss"]) / 2)
+
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        exported = exporter.export(
+            support.make_classifier(run.model_dir),
+            run.export_dir,
+            checkpoint_in(run, evaluated),
+            better,
+            False,
+        )
+
+    assert exported is None
+    assert set(before) < set(version_names(run.export_dir))  # Nothing of ours deleted.
+    assert "AlreadyExistsError" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "exporter_class",
+    _colliding_exports(
+        "SavedModelBuilder's AssertionError on a used temp dir kills the evaluator",
+        AssertionError,
+    ),
+)
+def test_another_evaluator_writing_the_same_temp_dir_is_survived(
+    copied_run: Run, exporter_class, caplog
+) -> None:
+    run = copied_run
+    before = version_names(run.export_dir)
+    evaluated = last_call(run)
+    # The other evaluator is writing temp-<second> for every second to come.
+    now = int(time.time())
+    for timestamp in range(now, now + 300):
+        path = os.path.join(run.export_dir, f"temp-{timestamp}", "saved_model.pb")
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write("being written by the other evaluator")
+    exporter = exporter_class(
+        name=EXPORTER_NAME, serving_input_receiver_fn=support.serving_input_receiver_fn
+    )
+    better = with_loss(evaluated.eval_result, float(evaluated.eval_result["loss"]) / 2)
+
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        exported = exporter.export(
+            support.make_classifier(run.model_dir),
+            run.export_dir,
+            checkpoint_in(run, evaluated),
+            better,
+            False,
+        )
+
+    assert exported is None
+    assert version_names(run.export_dir) == before
+    assert "already exists" in caplog.text

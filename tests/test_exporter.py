@@ -11,6 +11,7 @@ import inspect
 import logging
 import math
 import os
+import re
 from typing import Any, Callable, Dict, List, Optional
 from unittest import mock
 
@@ -18,8 +19,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from best_exporter import BestExporter, higher_is_better, loss_smaller, lower_is_better, summaries
+from best_exporter import (
+    BestExporter,
+    higher_is_better,
+    loss_smaller,
+    lower_is_better,
+    read_export_records,
+    summaries,
+)
 from tests import support
+from tests.faulty_gfile import FaultyGfile
 
 Original = tf.estimator.BestExporter
 LOGGER = "tensorflow.best_exporter"
@@ -1081,3 +1090,235 @@ def test_a_failing_version_directory_test_never_raises(
     monkeypatch.setattr(tf.io.gfile, "isdir", isdir)
     exported = _export(_exporter(), support.FakeEstimator(any_dir), 1, loss=0.5)
     assert exported == os.path.join(export_path, "1700000000").encode()
+
+
+# ----------------------------------------------------------------------------
+# Issue 8: the evaluator never dies because of us, and nothing outside is touched.
+
+
+class _CheckFailingEstimator(support.FakeEstimator):
+    """Exports, then makes the filesystem fail for the post-export check."""
+
+    def __init__(self, model_dir: str, faults: FaultyGfile, error) -> None:
+        super().__init__(model_dir)
+        self._faults = faults
+        self._error = error
+
+    def export_saved_model(self, *args, **kwargs):
+        exported = super().export_saved_model(*args, **kwargs)
+        self._faults.fail("exists", self._error, path_contains=exported.decode())
+        return exported
+
+
+@pytest.mark.parametrize(
+    "error", [tf.errors.UnavailableError, tf.errors.PermissionDeniedError, OSError, RuntimeError]
+)
+def test_an_error_in_the_post_export_check_is_logged_never_raised(
+    tmp_path, monkeypatch, caplog: pytest.LogCaptureFixture, error
+) -> None:
+    exporter = _exporter()
+    estimator = _CheckFailingEstimator(str(tmp_path), FaultyGfile(monkeypatch), error)
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        exported = _export(exporter, estimator, 1, loss=0.5)
+
+    # The estimator reported success: the export stays and is the best.
+    assert exported is not None and exporter.best_export_path == exported.decode()
+    assert _versions(str(tmp_path)) == ["1700000000"]
+    (warning,) = _messages(caplog, logging.WARNING)
+    assert "Cannot verify that export" in warning and error.__name__ in warning
+
+
+_FILESYSTEM_ERRORS = [
+    tf.errors.AlreadyExistsError,
+    tf.errors.FailedPreconditionError,
+    tf.errors.InternalError,
+    tf.errors.CancelledError,
+    tf.errors.AbortedError,
+]
+
+
+@pytest.mark.parametrize("error", _FILESYSTEM_ERRORS, ids=lambda e: e.__name__)
+def test_filesystem_error_classes_at_export_are_logged_and_survived(
+    tmp_path, error, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = _exporter()
+    estimator = support.FakeEstimator(str(tmp_path))
+    assert _export(exporter, estimator, 1, loss=0.5) is not None
+    estimator.error = error(None, None, "injected by the filesystem")
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        assert _export(exporter, estimator, 2, loss=0.25) is None
+
+    (warning,) = _messages(caplog, logging.WARNING)
+    assert f"failed: {error.__name__}: injected by the filesystem" in warning
+    estimator.error = None
+    assert _export(exporter, estimator, 3, loss=0.25) is not None
+
+
+def _graph_op() -> tf.Operation:
+    """An op of a model's graph, as carried by the errors that op raises."""
+    with tf.Graph().as_default():
+        return tf.constant(1.0, name="dnn/hiddenlayer_0/MatMul").op
+
+
+@pytest.mark.parametrize(
+    "error", [tf.errors.FailedPreconditionError, tf.errors.InternalError], ids=lambda e: e.__name__
+)
+def test_the_same_error_classes_raised_by_a_graph_op_are_the_models_and_raise(
+    tmp_path, error
+) -> None:
+    estimator = support.FakeEstimator(
+        str(tmp_path), error=error(None, _graph_op(), "Attempting to use uninitialized value")
+    )
+    with pytest.raises(error, match="uninitialized"):
+        _export(_exporter(), estimator, 1, loss=0.5)
+
+
+@pytest.mark.parametrize(
+    "name", ["..", ".", "/abs", "/abs/export", "a/b", "best/", "a\\b"], ids=repr
+)
+@pytest.mark.parametrize("cls", [OURS, original_fails("accepted", pytest.fail.Exception)])
+def test_a_name_that_is_not_one_directory_name_is_rejected(cls, name: str) -> None:
+    with pytest.raises(ValueError, match=rf"Received: name={re.escape(repr(name))}"):
+        _exporter(cls, name=name)
+
+
+def test_a_name_with_dots_that_is_one_directory_name_is_accepted() -> None:
+    assert _exporter(name="..best").name == "..best"
+    assert _exporter(name="best.v2").name == "best.v2"
+
+
+@pytest.mark.parametrize("destination", [".", "a/..", "./"], ids=repr)
+@pytest.mark.parametrize(
+    "cls", [OURS, original_fails("fails only at export", pytest.fail.Exception)]
+)
+def test_an_assets_extra_key_naming_assets_extra_itself_is_rejected(
+    cls, tmp_path, destination: str
+) -> None:
+    source = tmp_path / "vocab.txt"
+    source.write_text("red\n")
+    with pytest.raises(ValueError, match=rf"Received key: {re.escape(repr(destination))}"):
+        _exporter(cls, assets_extra={destination: str(source)})
+
+
+@pytest.mark.parametrize("cls", [OURS, ORIGINAL])
+def test_an_assets_extra_key_starting_with_two_dots_is_a_legal_name(cls, tmp_path) -> None:
+    source = tmp_path / "vocab.txt"
+    source.write_text("red\n")
+    model_dir = str(tmp_path / "model")
+    exporter = _exporter(cls, assets_extra={"..foo": str(source), "a/..b": str(source)})
+
+    exported = _export(exporter, support.FakeEstimator(model_dir), 1, loss=0.5)
+
+    with tf.io.gfile.GFile(os.path.join(exported.decode(), "assets.extra", "..foo")) as f:
+        assert f.read() == "red\n"
+
+
+@pytest.mark.parametrize(
+    "cls", [OURS, original_fails("fails at every export", pytest.fail.Exception)]
+)
+def test_an_assets_extra_source_that_is_a_directory_is_rejected_at_construction(
+    cls, tmp_path
+) -> None:
+    (tmp_path / "vocab").mkdir()
+    with pytest.raises(ValueError, match=r"source '.*vocab' \(for 'vocab'\) is a directory"):
+        _exporter(cls, assets_extra={"vocab": str(tmp_path / "vocab")})
+
+
+@pytest.mark.parametrize("step", [math.nan, math.inf, "abc", 2.5, [], True], ids=repr)
+def test_an_odd_global_step_raises_a_clear_error_before_anything_is_written(tmp_path, step) -> None:
+    estimator = support.FakeEstimator(str(tmp_path))
+    with pytest.raises(ValueError, match=r"`global_step` must be an integer step.*Received"):
+        _exporter().export(
+            estimator, _export_path(str(tmp_path)), None, {"loss": 0.5, "global_step": step}, False
+        )
+    assert estimator.calls == [] and not tf.io.gfile.exists(_export_path(str(tmp_path)))
+
+
+def test_a_metric_beyond_the_float_range_is_infinite_and_not_exported(
+    tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = _exporter()
+    estimator = support.FakeEstimator(str(tmp_path))
+    result = {"loss": 10**400, "global_step": 1}
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        assert exporter.export(estimator, _export_path(str(tmp_path)), None, result, False) is None
+
+    (warning,) = _messages(caplog, logging.WARNING)
+    assert "not exported step 1: loss inf is not a finite number" in warning
+    # As a side metric it is stored as infinity, and the export works.
+    result = {"loss": 0.5, "big": 10**400, "global_step": 2}
+    exported = exporter.export(estimator, _export_path(str(tmp_path)), None, result, False)
+    (export,) = read_export_records(_export_path(str(tmp_path)))
+    assert export.path == exported.decode() and export.record["metrics"]["big"] == math.inf
+
+
+class _NoneReturningEstimator(support.FakeEstimator):
+    def export_saved_model(self, *args, **kwargs):
+        super().export_saved_model(*args, **kwargs)
+        return None
+
+
+def test_an_estimator_returning_none_is_a_failed_export_with_a_warning(
+    tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = _exporter()
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        assert _export(exporter, _NoneReturningEstimator(str(tmp_path)), 1, loss=0.5) is None
+    (warning,) = _messages(caplog, logging.WARNING)
+    assert "export_saved_model returned None instead of the export's path" in warning
+    assert exporter.best_eval_result is None
+
+
+@pytest.mark.parametrize("loss", ["0.25", b"0.25", True, 0.25 + 1j, {"value": 0.25}], ids=repr)
+def test_a_loss_the_record_cannot_store_raises_naming_it(tmp_path, loss) -> None:
+    estimator = support.FakeEstimator(str(tmp_path))
+    result = {"loss": loss, "global_step": 1}
+    with pytest.raises(ValueError, match=r"Metric 'loss' must be a number.*Received: "):
+        _exporter().export(estimator, _export_path(str(tmp_path)), None, result, False)
+    assert estimator.calls == []
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        OURS,
+        original_fails(
+            "retention empties a symlinked version's target",
+            (AssertionError, tf.errors.FailedPreconditionError),
+        ),
+    ],
+)
+def test_retention_never_follows_a_symlinked_version(cls, tmp_path) -> None:
+    model_dir = str(tmp_path / "model")
+    pinned = tmp_path / "pinned"
+    (pinned / "variables").mkdir(parents=True)
+    (pinned / "saved_model.pb").write_text("the pinned model")
+    os.makedirs(_export_path(model_dir))
+    os.symlink(str(pinned), os.path.join(_export_path(model_dir), str(OLD)))
+    exporter = _exporter(cls, exports_to_keep=1)
+    estimator = support.FakeEstimator(model_dir)
+
+    for step, loss in [(1, 0.5), (2, 0.25)]:
+        assert _export(exporter, estimator, step, loss=loss) is not None
+
+    assert (pinned / "saved_model.pb").read_text() == "the pinned model"
+    assert os.path.islink(os.path.join(_export_path(model_dir), str(OLD)))
+
+
+@pytest.mark.parametrize(
+    "cls", [OURS, original_fails("retention deletes a file named like a version")]
+)
+def test_retention_leaves_a_regular_file_named_like_a_version_alone(cls, tmp_path) -> None:
+    model_dir = str(tmp_path)
+    os.makedirs(_export_path(model_dir))
+    notes = os.path.join(_export_path(model_dir), str(OLD))
+    with open(notes, "w") as f:
+        f.write("notes")
+    exporter = _exporter(cls, exports_to_keep=1)
+
+    assert _export(exporter, support.FakeEstimator(model_dir), 1, loss=0.5) is not None
+
+    assert os.path.isfile(notes)

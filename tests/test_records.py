@@ -1,6 +1,8 @@
 """Tests of best_exporter.records: the eval_result.json record kept in every export."""
 
 import datetime
+import decimal
+import fractions
 import json
 import logging
 import math
@@ -14,6 +16,7 @@ import tensorflow as tf
 
 from best_exporter import BestExporter, ExportRecord, __version__, read_export_records, records
 from tests import support
+from tests.faulty_gfile import FaultyGfile
 
 STAGING_ROOT = "ram://best_exporter-staging"
 V = 1_700_000_000
@@ -398,3 +401,208 @@ def test_read_export_records_tells_complete_versions_and_unusable_records(tmp_pa
         (True, False, True),
     ]
     assert "JSONDecodeError" in exports[2].problem
+
+
+# ----------------------------------------------------------------------------
+# Poisoned records are invalid records, never exceptions (issue 8, item 3).
+
+_DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ('{"metrics": {"loss": null}}', r"metric 'loss' is not a number: None"),
+        ('{"metrics": {"loss": [0.5]}}', r"metric 'loss' is not a number: \[0.5\]"),
+        ('{"metrics": {"loss": {"v": 0.5}}}', r"metric 'loss' is not a number: \{'v': 0.5\}"),
+        ('{"metrics": {"loss": true}}', r"metric 'loss' is not a number: True"),
+        ('{"metrics": {"loss": "0.5"}}', r"metric 'loss' is not a number: '0.5'"),
+        ('{"metrics": null}', "not an export record"),
+        ('{"metrics": {"loss": 0.5}, "global_step": "abc"}', r"global_step='abc'"),
+        ('{"metrics": {"loss": 0.5}, "global_step": []}', r"global_step=\[\]"),
+        ('{"metrics": {"loss": 0.5}, "global_step": 2.5}', r"global_step=2.5"),
+        ('{"metrics": {"loss": 0.5}, "global_step": NaN}', r"global_step=nan"),
+        ('{"metrics": {"loss": 0.5}, "global_step": true}', r"global_step=True"),
+        ('{"metrics": {"loss": 0.5}, "global_step": 1e30}', r"global_step=1e\+30"),
+        ('{"metrics": {"loss": 0.5}, "exported_at": 5}', r"exported_at is not a string: 5"),
+        ('{"metrics": {}, "checkpoint_path": ["a"]}', r"checkpoint_path is not a string"),
+        ('{"metrics": {"loss": ' + _DEEP + "}}", "RecursionError"),
+        (b"\xff\xfe{", "can't decode|codec"),
+        ("null", "not an export record: None"),
+        ("", "Expecting value"),
+    ],
+    ids=lambda v: v if len(str(v)) < 40 else str(v)[:40],
+)
+def test_loads_record_turns_any_poison_into_a_value_error_naming_it(text, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        records.loads_record(text)
+
+
+@pytest.mark.parametrize(
+    "text, global_step, loss",
+    [
+        ('{"metrics": {"loss": 0.5}, "global_step": 7.0}', 7, 0.5),
+        ('{"metrics": {"loss": 1e400}}', None, math.inf),
+        ('{"metrics": {"loss": -' + "9" * 400 + "}}", None, -math.inf),  # Beyond float: -inf.
+        ('{"metrics": {"loss": 3}, "unknown": [1, {"x": NaN}]}', None, 3.0),
+    ],
+)
+def test_loads_record_accepts_odd_but_valid_records(text: str, global_step, loss: float) -> None:
+    record = records.loads_record(text)
+    assert record["global_step"] == global_step
+    assert record["metrics"]["loss"] == loss and type(record["metrics"]["loss"]) is float
+    assert set(record) == {"global_step", "metrics"}  # Unknown fields left out.
+
+
+def test_a_poisoned_record_is_a_problem_of_its_version_not_an_error(
+    tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = str(tmp_path / "export")
+    for offset, text in enumerate(['{"metrics": {"loss": null}}', '{"metrics": ' + _DEEP + "}"]):
+        version_dir = os.path.join(base, str(V + offset))
+        _write(os.path.join(version_dir, "saved_model.pb"), "model")
+        _write(os.path.join(version_dir, "assets.extra", "eval_result.json"), text)
+
+    with caplog.at_level(logging.WARNING, logger="tensorflow.best_exporter"):
+        exports = read_export_records(base)
+
+    assert [(e.record, e.complete) for e in exports] == [(None, True), (None, True)]
+    assert "is not a number: None" in exports[0].problem
+    assert "RecursionError" in exports[1].problem
+    assert len(caplog.records) == 2
+
+
+# ----------------------------------------------------------------------------
+# A failed read is "could not look", never "no record" (issue 8, item 1).
+
+
+@pytest.mark.parametrize(
+    "operation, path_contains",
+    [
+        ("exists", "eval_result.json"),
+        ("open", "eval_result.json"),
+        ("exists", "saved_model.pb"),
+        ("listdir", "export"),
+    ],
+)
+def test_a_failed_read_raises_instead_of_reading_as_no_record(
+    tmp_path, monkeypatch, operation: str, path_contains: str
+) -> None:
+    base = str(tmp_path / "export")
+    version_dir = os.path.join(base, str(V))
+    _write(os.path.join(version_dir, "saved_model.pb"), "model")
+    _write(
+        os.path.join(version_dir, "assets.extra", "eval_result.json"),
+        records.dumps_record({"global_step": 1, "metrics": {"loss": 0.5}}),
+    )
+    FaultyGfile(monkeypatch).fail(operation, path_contains=path_contains)
+
+    with pytest.raises(tf.errors.UnavailableError, match="injected"):
+        read_export_records(base)
+
+
+def test_a_listing_for_a_person_may_take_a_failed_read_as_the_versions_problem(
+    tmp_path, monkeypatch
+) -> None:
+    version_dir = str(tmp_path / str(V))
+    _write(os.path.join(version_dir, "saved_model.pb"), "model")
+    _write(os.path.join(version_dir, "assets.extra", "eval_result.json"), "{}")
+    FaultyGfile(monkeypatch).fail("open", path_contains="eval_result.json")
+
+    with pytest.raises(tf.errors.UnavailableError):
+        records.read_export(V, version_dir)
+    export = records.read_export(V, version_dir, read_failures_as_problems=True)
+
+    assert export.record is None and export.complete
+    assert export.problem.startswith("UnavailableError: injected")
+
+
+def test_an_unknown_filesystem_scheme_is_an_error_not_an_empty_listing() -> None:
+    with pytest.raises(tf.errors.OpError, match="not implemented"):
+        read_export_records("nosuchscheme://bucket/export/best")
+
+
+def test_a_record_deleted_between_the_check_and_the_read_is_no_record(
+    tmp_path, monkeypatch
+) -> None:
+    version_dir = str(tmp_path / str(V))
+    _write(os.path.join(version_dir, "assets.extra", "eval_result.json"), "{}")
+    FaultyGfile(monkeypatch).fail("open", tf.errors.NotFoundError, "eval_result.json")
+    assert records.read_record(version_dir) is None
+
+
+# ----------------------------------------------------------------------------
+# Metric values of any numeric kind are stored; restored as numpy (issue 8, item 5).
+
+
+@pytest.mark.parametrize(
+    "value, stored",
+    [
+        (tf.constant(0.5), 0.5),
+        (tf.constant(3, dtype=tf.int64), 3.0),
+        (tf.Variable(0.25), 0.25),
+        (decimal.Decimal("0.125"), 0.125),
+        (fractions.Fraction(1, 4), 0.25),
+        (np.float16(0.5), 0.5),
+        (np.uint64(7), 7.0),
+        (np.array([[0.75]]), 0.75),
+        (10**400, math.inf),
+        (-(10**400), -math.inf),
+        ("0.5", None),
+        (b"0.5", None),
+        (True, None),
+        (np.bool_(True), None),
+        (1 + 2j, None),
+        (None, None),
+        (tf.constant([1.0, 2.0]), None),
+    ],
+    ids=repr,
+)
+def test_numeric_metrics_stores_numbers_of_any_kind(value, stored) -> None:
+    metrics = records.numeric_metrics({"m": value, "global_step": 1})
+    if stored is None:
+        assert metrics == {}
+    else:
+        assert metrics == {"m": stored} and type(metrics["m"]) is float
+
+
+def test_restored_results_are_numpy_scalars_as_estimator_evaluate_gives_them() -> None:
+    export = ExportRecord(V, "/x", {"global_step": 12, "metrics": {"loss": 0.5, "auc": 0.75}})
+    result = export.eval_result
+    assert type(result["loss"]) is np.float64 and type(result["auc"]) is np.float64
+    assert type(result["global_step"]) is np.int64
+    assert result["loss"].item() == 0.5 and result["global_step"].item() == 12
+
+
+@pytest.mark.parametrize(
+    "eval_result, step",
+    [
+        ({}, None),
+        ({"global_step": None}, None),
+        ({"global_step": np.int64(12)}, 12),
+        ({"global_step": 12.0}, 12),
+        ({"global_step": tf.constant(12, dtype=tf.int64)}, 12),
+        ({"global_step": 2**62}, 2**62),
+    ],
+)
+def test_global_step_of_gives_an_int(eval_result, step) -> None:
+    assert records.global_step_of(eval_result) == step
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        (math.nan, "nan"),
+        (math.inf, "inf"),
+        ("abc", "'abc'"),
+        ([], r"\[\]"),
+        (2.5, "2.5"),
+        (True, "True"),
+        (2**64, str(2**64)),
+    ],
+)
+def test_global_step_of_an_odd_step_raises_naming_it(value, shown: str) -> None:
+    with pytest.raises(
+        ValueError, match=rf"must be an integer step.*Received: global_step={shown}"
+    ):
+        records.global_step_of({"global_step": value})

@@ -259,3 +259,93 @@ def test_discard_version_deletes_one_version_through_a_temp_dir(any_dir: str) ->
 def test_discard_version_refuses_a_directory_that_is_not_a_version(ram_dir: str) -> None:
     with pytest.raises(ValueError, match=r"Not a version directory: '.*my_model'"):
         retention.discard_version(ram_dir, os.path.join(ram_dir, "my_model"))
+
+
+# ----------------------------------------------------------------------------
+# Nothing outside the export directory is deleted or changed (issue 8, items 2 and 13).
+
+
+def _pinned_model(tmp_path) -> str:
+    """A model kept elsewhere, e.g. one a person pinned by symlinking it in."""
+    pinned = tmp_path / "pinned"
+    (pinned / "variables").mkdir(parents=True)
+    (pinned / "saved_model.pb").write_text("pinned model")
+    (pinned / "variables" / "variables.index").write_text("weights")
+    return str(pinned)
+
+
+def _tree(path: str) -> List[str]:
+    return sorted(
+        os.path.relpath(os.path.join(d, n), path) for d, _, files in os.walk(path) for n in files
+    )
+
+
+def test_prune_neither_follows_nor_deletes_a_symlink_named_like_a_version(tmp_path) -> None:
+    base = str(tmp_path / "export")
+    _make_export_dir(base, versions=[V + 2, V + 3])
+    pinned = _pinned_model(tmp_path)
+    os.symlink(pinned, os.path.join(base, str(V + 1)))
+    os.symlink(pinned, os.path.join(base, f"temp-{V}"))  # Would be a stale temp dir.
+
+    for _ in range(2):  # Every later prune, too.
+        retention.prune_export_dir(base, exports_to_keep=1)
+
+    assert _entries(base) == [str(V + 1), str(V + 3), f"temp-{V}"]
+    assert os.path.islink(os.path.join(base, str(V + 1)))
+    assert _tree(pinned) == ["saved_model.pb", "variables/variables.index"]
+
+
+def test_prune_leaves_a_regular_file_named_like_a_version_alone(any_dir: str) -> None:
+    base = os.path.join(any_dir, "export", "best")
+    _make_export_dir(base, versions=[V + 2, V + 3])
+    with tf.io.gfile.GFile(os.path.join(base, str(V + 1)), "w") as f:
+        f.write("somebody's notes")
+
+    assert retention.prune_export_dir(base, exports_to_keep=1) == [os.path.join(base, str(V + 2))]
+
+    assert _entries(base) == [str(V + 1), str(V + 3)]
+    with tf.io.gfile.GFile(os.path.join(base, str(V + 1))) as f:
+        assert f.read() == "somebody's notes"
+
+
+def test_deleting_a_version_removes_symlinks_inside_it_not_their_targets(tmp_path) -> None:
+    base = str(tmp_path / "export")
+    _make_export_dir(base, versions=[V + 1, V + 2])
+    pinned = _pinned_model(tmp_path)
+    os.symlink(pinned, os.path.join(base, str(V + 1), "assets"))  # A shared asset dir.
+    os.symlink(os.path.join(pinned, "saved_model.pb"), os.path.join(base, str(V + 1), "extra.pb"))
+
+    assert retention.prune_export_dir(base, exports_to_keep=1) == [os.path.join(base, str(V + 1))]
+
+    assert _entries(base) == [str(V + 2)]
+    assert _tree(pinned) == ["saved_model.pb", "variables/variables.index"]
+
+
+def test_a_symlink_in_the_way_of_a_retiring_version_is_left_and_the_version_kept(
+    tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = str(tmp_path / "export")
+    _make_export_dir(base, versions=[V + 1, V + 2, V + 3])
+    pinned = _pinned_model(tmp_path)
+    os.symlink(pinned, os.path.join(base, f"temp-{V + 1}"))  # Newer than nothing: kept.
+
+    with caplog.at_level(logging.WARNING, logger="tensorflow.best_exporter"):
+        deleted = retention.prune_export_dir(base, exports_to_keep=1)
+
+    assert deleted == [os.path.join(base, str(V + 2))]
+    assert _entries(base) == [str(V + 1), str(V + 3), f"temp-{V + 1}"]
+    assert _tree(pinned) == ["saved_model.pb", "variables/variables.index"]
+    assert any("is in the way" in r.getMessage() for r in caplog.records)
+
+
+def test_discard_version_refuses_a_symlink(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    base = str(tmp_path / "export")
+    os.makedirs(base)
+    pinned = _pinned_model(tmp_path)
+    os.symlink(pinned, os.path.join(base, str(V + 1)))
+
+    with caplog.at_level(logging.WARNING, logger="tensorflow.best_exporter"):
+        assert retention.discard_version(base, os.path.join(base, str(V + 1))) is False
+
+    assert os.path.islink(os.path.join(base, str(V + 1)))
+    assert _tree(pinned) == ["saved_model.pb", "variables/variables.index"]

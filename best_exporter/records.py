@@ -409,12 +409,16 @@ def map_concurrently(
     The reads are I/O in TensorFlow's filesystem code, which releases the GIL.
 
     Args:
-      read: reads one item, e.g. `read_export`; raises only for a bug.
+      read: reads one item, e.g. `read_export`.
       items: what to read, in the order wanted.
       max_workers: the most calls in flight; None for `MAX_CONCURRENT_READS`.
 
     Returns:
       `[read(item) for item in items]`.
+
+    Raises:
+      Exception: the first error a call raised, as the sequential loop would:
+        a failed read must reach the caller, never read as "no record".
     """
     if max_workers is None:
         max_workers = MAX_CONCURRENT_READS

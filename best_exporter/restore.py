@@ -155,18 +155,20 @@ def restore(
         or (when needed) the event files listed, on every attempt.
     """
     path = layout.as_path(export_path)
-    # Before reading records: a version whose publish was killed has a record
-    # but no model, and must neither count nor be served.
-    publish.remove_unfinished(path)
     delays = list(retry_delays)
     for attempt in range(1, len(delays) + 2):
         try:
-            return _restore_once(judge, path, history, current_step, extra)
+            restored = _restore_once(judge, path, history, current_step, extra)
         except (tf.errors.OpError, OSError) as e:
             if attempt > len(delays):
                 raise CannotRestoreError(path, e, attempt) from e
             logger.debug("Restoring from %s failed (attempt %d), retrying: %s", path, attempt, e)
             sleep(delays[attempt - 1])
+            continue
+        # What killed publishes left (a version with our record but no model,
+        # never counted above) goes once the directory could be read whole.
+        publish.remove_unfinished(path)
+        return restored
     raise AssertionError("unreachable")  # pragma: no cover
 
 

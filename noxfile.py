@@ -141,11 +141,13 @@ def find_python(version: str) -> str:
     for candidate in ([on_path] if on_path else []) + [str(p) for p in _pyenv_pythons(version)]:
         if _python_version(candidate) == version:
             return candidate
+    consequence = "fail (CI is set)" if "CI" in os.environ else "are skipped (on CI they fail)"
     logging.getLogger("nox").warning(
-        "Python %s is neither on PATH nor under %s/versions: its sessions are skipped "
-        "(an error on CI). Install it, e.g. `pyenv install %s`.",
+        "Python %s is neither on PATH nor under %s/versions: its sessions %s. "
+        "Install it, e.g. `pyenv install %s`.",
         version,
         _pyenv_root(),
+        consequence,
         version,
     )
     return version
@@ -176,8 +178,8 @@ def run_pytest(session: nox.Session, *args: str, allow_no_tests: bool = False) -
 
 
 def _installing_only(session: nox.Session) -> bool:
-    """Whether nox runs only the install commands (`--install-only`, as `.ci/run`
-    does first), in which `session.run` does nothing and returns None."""
+    """Whether nox runs only the install commands (`--install-only`), in which
+    `session.run` does nothing and returns None."""
     return session.run("python", "--version", silent=True) is None
 
 

@@ -27,6 +27,7 @@ installs its own requirements with `session.install(...)` in the same way.
 
 import dataclasses
 import email.parser
+import json
 import logging
 import os
 import pathlib
@@ -76,7 +77,7 @@ class Combination:
         """TensorFlow's three packages at this minor version, then the pins."""
         minor = f"~={self.tensorflow}.0"
         packages = ["tensorflow", "tensorflow-estimator", "tensorboard"]
-        return [package + minor for package in packages] + list(self.pins)
+        return [package + minor for package in packages] + list(self.pins) + ALL_PINS
 
 
 # The older combinations run the suite minus the cluster tests (the slowest part: a
@@ -86,6 +87,9 @@ class Combination:
 # new release of either never changes what these frozen combinations test. The
 # newest gets what `pip install best_exporter` gets today, unpinned, and runs
 # everything.
+# TensorBoard 2.13-2.15 imports pkg_resources, which setuptools 82 removed; without it
+# `tensorboard --logdir` fails to start (virtualenv seeds the newest setuptools).
+ALL_PINS = ["setuptools<82"]
 COMBINATIONS = (
     Combination("3.9", "2.13", pins=("numpy==1.24.3", "protobuf==4.25.*"), markers="not cluster"),
     Combination("3.10", "2.14", pins=("numpy==1.26.4", "protobuf==4.25.*"), markers="not cluster"),
@@ -187,6 +191,13 @@ def _last_line(session: nox.Session, *args: str) -> str:
     """The last line a command prints, with TensorFlow's C++ logging off."""
     lines = session.run(*args, silent=True, env=QUIET_TF).strip().splitlines()
     return lines[-1] if lines else ""
+
+
+def _last_json(session: nox.Session, *args: str):
+    """The JSON document a command prints last, with TensorFlow's C++ logging off."""
+    output = session.run(*args, silent=True, env=QUIET_TF)
+    start = re.search(r"^[\[{]", output, re.MULTILINE)
+    return json.loads(output[start.start() :] if start else output)
 
 
 def _version() -> str:
@@ -334,7 +345,8 @@ def wheel(session: nox.Session) -> None:
         "--exports_to_keep=2",
     )
     export_dir = model_dir / "export" / "best_exporter"
-    listing = session.run("best-exporter", "list", str(export_dir), silent=True, env=QUIET_TF)
-    if not re.search(r"^\d{10}\s+20\s", listing, re.MULTILINE):
-        session.error(f"`best-exporter list` shows no export of step 20:\n{listing}")
-    session.log(f"{wheels[0].name} installs and runs the example; its exports:\n{listing}")
+    listing = _last_json(session, "best-exporter", "list", "--json", str(export_dir))
+    steps = [(row["record"] or {}).get("global_step") for row in listing["versions"]]
+    if 20 not in steps or not listing["served"]:
+        session.error(f"`best-exporter list --json` shows no served export of step 20:\n{listing}")
+    session.log(f"{wheels[0].name} installs and runs the example; exported steps: {steps}")

@@ -250,9 +250,13 @@ def _problems_of_wheel(wheel: pathlib.Path, version: str) -> Iterator[str]:
     for required in ["best_exporter/py.typed", f"{dist_info}/licenses/LICENSE", *_source_modules()]:
         if required not in names:
             yield f"{required} is missing"
-    console_script = r"^\[console_scripts\]\n(?:[^[].*\n)*?best-exporter = best_exporter\.cli:main$"
+    # The entry point pyproject.toml declares, so that the check follows a rename.
+    target = PYPROJECT["project"]["scripts"]["best-exporter"]
+    console_script = (
+        r"^\[console_scripts\]\n(?:[^[].*\n)*?best-exporter = " + re.escape(target) + "$"
+    )
     if not re.search(console_script, entry_points, re.MULTILINE):
-        yield f"no console script `best-exporter = best_exporter.cli:main` in:\n{entry_points}"
+        yield f"no console script `best-exporter = {target}` in:\n{entry_points}"
     for name in names:
         if name.split("/")[0] not in ("best_exporter", dist_info) or "__pycache__" in name:
             yield f"{name} does not belong in the wheel (tests, examples and caches stay out)"

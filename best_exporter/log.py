@@ -20,7 +20,7 @@ logger = tf.get_logger().getChild("best_exporter")
 
 
 def describe_best(judge: Judge, best: Optional[Best]) -> str:
-    """A short text of the best result and where it came from, e.g. `loss 0.3 (step 9, this run)`."""
+    """The best result and where it came from, e.g. `loss 0.3 (step 9, this run)`."""
     if best is None:
         return "none"
     return f"{judge.describe(best.eval_result)} (step {best.step}, {best.source.value})"

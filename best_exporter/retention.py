@@ -8,13 +8,37 @@ version are removed as links, so deleting a version never reaches outside the
 export directory.
 """
 
+import numbers
 import os
-from typing import Collection, Iterable, List, Optional, Union
+from typing import Any, Collection, Iterable, List, Optional, Union
 
+import numpy as np
 import tensorflow as tf
 
 from best_exporter import layout, publish
 from best_exporter.log import logger
+
+
+def checked_exports_to_keep(exports_to_keep: Any) -> Optional[int]:
+    """Checks the `exports_to_keep` argument of a front-end.
+
+    Raises:
+      ValueError: unless it is a positive integer or None.
+    """
+    if exports_to_keep is None:
+        return None
+    if isinstance(exports_to_keep, (bool, np.bool_)) or not isinstance(
+        exports_to_keep, numbers.Integral
+    ):
+        raise ValueError(
+            "`exports_to_keep` must be a positive integer, or None to keep all exports. "
+            f"Received: exports_to_keep={exports_to_keep!r}"
+        )
+    if exports_to_keep <= 0:
+        raise ValueError(
+            "`exports_to_keep`, if provided, must be a positive number. " f"Got {exports_to_keep}"
+        )
+    return int(exports_to_keep)
 
 
 def versions_to_delete(

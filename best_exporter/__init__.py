@@ -1,9 +1,12 @@
-"""A drop-in, restart-safe replacement for `tf.estimator.BestExporter`.
+"""Keep only the best models, in TensorFlow Serving's export layout.
 
-from best_exporter import BestExporter
+Estimator (TensorFlow 2.13-2.15):  from best_exporter import BestExporter
+Keras (TensorFlow 2.13 and later): from best_exporter.keras import BestExportCallback
 
-The names below are imported on first use, so that the `best-exporter` command
-answers `--help` and `--version` without loading TensorFlow.
+On TensorFlow 2.16+, which has no tf.estimator, `BestExporter` raises an
+ImportError that names best_exporter.keras; the rest works. The names below are
+imported on first use, so that the `best-exporter` command answers `--help` and
+`--version` without loading TensorFlow.
 """
 
 import importlib
@@ -48,7 +51,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'best_exporter' has no attribute {name!r}")
-    # Raises ImportError, naming the supported range, on a TensorFlow without tf.estimator.
+    # Raises ImportError for a TensorFlow older than 2.13; best_exporter.exporter raises
+    # one naming best_exporter.keras on a TensorFlow without tf.estimator (2.16+).
     importlib.import_module("best_exporter._compat")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

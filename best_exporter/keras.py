@@ -215,8 +215,8 @@ class BestExportCallback(tf.keras.callbacks.Callback):
         for cause in skipped.values():
             log.warn_skipped(self._prefix, cause)
         self._best = best
-        self._best_export_path = (
-            (best.export_path if best else None) or (exports[-1].path if exports else None)
+        self._best_export_path = (best.export_path if best else None) or (
+            exports[-1].path if exports else None
         )
         disk_note = f"{len(exports)} exports on disk under {self._export_dir}"
         unrecorded = len(exports) - len(candidates)
@@ -434,4 +434,3 @@ def _is_chief(model: Any) -> bool:
     """False on the non-chief workers of a multi-worker strategy, where nothing lands."""
     strategy = getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
     return bool(strategy.extended.should_checkpoint)
-

@@ -33,8 +33,8 @@ TRANSIENT_EXPORT_ERRORS = (
 )
 
 
-class IncompleteExportError(OSError):
-    """A staged export lacks its SavedModel or its record; nothing was published."""
+class IncompleteExportError(ValueError):
+    """The export function wrote no SavedModel: a configuration error, nothing was published."""
 
 
 def next_version(now: float, taken: Iterable[int]) -> int:

@@ -11,6 +11,46 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from best_exporter import _compat  # noqa: E402
+
+# The test modules that need no tf.estimator. On TensorFlow 2.16+ (Keras 3, no
+# tf.estimator) only these run; every other module is reported as skipped, so a
+# new module needs the Estimator unless it is listed here.
+WITHOUT_ESTIMATOR = {
+    "test_compare.py",
+    "test_compat.py",
+    "test_decision.py",
+    "test_history_fuzz.py",
+    "test_keras.py",
+    "test_keras_distributed.py",
+    "test_layout.py",
+    "test_retention.py",
+    "test_staging.py",
+}
+
+
+class _NeedsEstimator(pytest.Module):
+    """A test module that cannot even be imported without tf.estimator: one skip."""
+
+    def collect(self):
+        pytest.skip(
+            f"{self.path.name} needs tf.estimator, which TensorFlow {tf.__version__} does not "
+            "have (2.13-2.15 do)"
+        )
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    if _compat.has_estimator() or module_path.name in WITHOUT_ESTIMATOR:
+        return None
+    return _NeedsEstimator.from_parent(parent, path=module_path)
+
+
+def pytest_report_header(config):
+    del config
+    if _compat.has_estimator():
+        return None
+    return f"TensorFlow {tf.__version__} has no tf.estimator: only {sorted(WITHOUT_ESTIMATOR)} run"
+
 
 @pytest.fixture
 def ram_dir():

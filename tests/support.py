@@ -184,7 +184,7 @@ def serving_input_receiver_fn():
 
 def make_classifier(
     model_dir: str, save_checkpoints_steps: int = 20, **config
-) -> tf.estimator.Estimator:
+) -> "tf.estimator.Estimator":
     return tf.estimator.DNNClassifier(
         hidden_units=[8],
         feature_columns=feature_columns(),

@@ -247,7 +247,12 @@ class BestExportCallback(tf.keras.callbacks.Callback):
             log.log_not_exported(self._prefix, self._judge, outcome, self._best, result, when)
             return
         if not _is_chief(self.model):
+            # The chief decides alike and exports; this worker only joins the save.
             self._export_to_scratch()
+            self._best = Best(result, Source.EVALUATION)
+            log.logger.debug(
+                "%s: %s: not the chief, exported to a scratch directory", self._prefix, when
+            )
             return
         path = self._export(result, epoch, when)
         if path is None:

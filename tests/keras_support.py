@@ -5,6 +5,7 @@ Needs no tf.estimator: runs with tf.keras (TensorFlow 2.13-2.15) and Keras 3.
 """
 
 import datetime
+import importlib.metadata
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -14,6 +15,9 @@ import tensorflow as tf
 from best_exporter import layout, records
 
 keras = tf.keras
+# tf.keras is Keras 2 on TensorFlow 2.13-2.15 (and with TF_USE_LEGACY_KERAS=1), else Keras 3.
+KERAS_VERSION = getattr(keras, "__version__", None) or importlib.metadata.version("keras")
+KERAS_3 = int(KERAS_VERSION.split(".")[0]) >= 3
 
 
 def make_data(n: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:

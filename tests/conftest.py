@@ -23,6 +23,7 @@ WITHOUT_ESTIMATOR = {
     "test_history_fuzz.py",
     "test_keras.py",
     "test_keras_distributed.py",
+    "test_migrate_example.py",
     "test_layout.py",
     "test_retention.py",
     "test_staging.py",

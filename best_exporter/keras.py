@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Union
 import numpy as np
 import tensorflow as tf
 
-from best_exporter import layout, log, records, retention, staging
+from best_exporter import layout, log, records, restore, retention, staging
 from best_exporter.compare import CompareFn, MetricComparator, check_compare_fn
 from best_exporter.decision import Best, Judge, Source, decide
 
@@ -199,24 +199,10 @@ class BestExportCallback(tf.keras.callbacks.Callback):
 
     def _restore(self) -> None:
         """Finds the best of the models on disk, from their records."""
-        try:
-            exports = records.read_export_records(self._export_dir)
-        except (tf.errors.OpError, OSError) as e:
-            log.logger.warning(
-                "%s: cannot list the exports in %s: %s", self._prefix, self._export_dir, e
-            )
-            exports = []
-        candidates = [
-            Best(self._in_keras_names(e.eval_result), Source.RECORDS, e.path)
-            for e in exports
-            if e.eval_result is not None
-        ]
-        best, skipped = self._judge.best_of(candidates)
-        for cause in skipped.values():
-            log.warn_skipped(self._prefix, cause)
-        self._best = best
-        self._best_export_path = (best.export_path if best else None) or (
-            exports[-1].path if exports else None
+        exports = restore.list_exports(self._export_dir, self._prefix)
+        candidates = restore.recorded_candidates(exports, self._in_keras_names)
+        self._best, self._best_export_path = restore.best_on_disk(
+            self._judge, exports, candidates, self._prefix
         )
         disk_note = f"{len(exports)} exports on disk under {self._export_dir}"
         unrecorded = len(exports) - len(candidates)
@@ -231,7 +217,7 @@ class BestExportCallback(tf.keras.callbacks.Callback):
                 unrecorded,
                 self._export_dir,
             )
-        log.log_restored(self._prefix, self._judge, best, disk_note)
+        log.log_restored(self._prefix, self._judge, self._best, disk_note)
         self._prune()
 
     def _judge_logs(self, logs: Optional[Mapping[str, Any]], where: str) -> None:

@@ -25,6 +25,7 @@ WITHOUT_ESTIMATOR = {
     "test_keras_distributed.py",
     "test_migrate_example.py",
     "test_layout.py",
+    "test_restore.py",
     "test_retention.py",
     "test_staging.py",
 }

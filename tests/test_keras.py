@@ -526,3 +526,19 @@ def test_real_estimator_exports_then_keras_continues_the_directory(tmp_path, cap
     assert "restored the best result from export records" in _messages(caplog)[0]
     # The Estimator's exports still serve as before.
     assert support.serve(estimator_exports[-1].path).shape == (2, 2)
+
+
+def test_the_best_exporter_command_lists_keras_exports(tmp_path, model, capsys) -> None:
+    from best_exporter import cli
+
+    export_dir = _export_dir(tmp_path)
+    keras_support.write_estimator_era_export(export_dir, OLD, 900, {"loss": 0.35})
+    callback = _callback(export_dir, model, metric_names={"val_loss": "loss"})
+    _run_epochs(callback, [{"loss": 0.2, "val_loss": 0.3}])
+    capsys.readouterr()  # tf.keras 2.x's Model.export prints what it saved.
+
+    assert cli.main(["list", export_dir]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith(str(OLD)) and "loss=0.35" in lines[1]
+    assert lines[2].split()[1] == "0" and "val_loss=0.3" in lines[2]

@@ -148,7 +148,8 @@ class BestExportCallback(tf.keras.callbacks.Callback):
                 f"SavedModel to path, or None for model.export. Received: export_fn={export_fn!r}"
             )
         self._export_fn: ExportFn = export_fn or default_export_fn
-        self._save_freq = _checked_save_freq(save_freq)
+        # None: judge at the end of each epoch; N: every N batches.
+        self._batch_freq = _checked_save_freq(save_freq)
         self._metric_names = _checked_metric_names(metric_names)
         self._best: Optional[Best] = None
         self._best_export_path: Optional[str] = None
@@ -183,16 +184,16 @@ class BestExportCallback(tf.keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
         del batch
-        if self._save_freq == "epoch":
+        if self._batch_freq is None:
             return
         self._batches_since_judged += 1
-        if self._batches_since_judged >= self._save_freq:
+        if self._batches_since_judged >= self._batch_freq:
             self._batches_since_judged = 0
-            self._judge_logs(logs, where=f"every {self._save_freq} batches (training logs)")
+            self._judge_logs(logs, where=f"every {self._batch_freq} batches (training logs)")
 
     def on_epoch_end(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
         self._epoch = epoch
-        if self._save_freq == "epoch":
+        if self._batch_freq is None:
             self._judge_logs(logs, where="the end of an epoch")
 
     # Restore, decide, export.
@@ -367,9 +368,10 @@ def _checked_export_dir(export_dir: Any) -> str:
     return export_dir
 
 
-def _checked_save_freq(save_freq: Any) -> Union[str, int]:
-    if save_freq == "epoch":
-        return "epoch"
+def _checked_save_freq(save_freq: Any) -> Optional[int]:
+    """None for 'epoch', else the number of batches."""
+    if isinstance(save_freq, str) and save_freq == "epoch":
+        return None
     if (
         isinstance(save_freq, (bool, np.bool_))
         or not isinstance(save_freq, numbers.Integral)

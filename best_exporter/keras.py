@@ -284,24 +284,21 @@ class BestExportCallback(tf.keras.callbacks.Callback):
         scratch = tempfile.mkdtemp(prefix="best_exporter-worker-")
         try:
             self._export_fn(self.model, os.path.join(scratch, "model"))
+        except staging.TRANSIENT_EXPORT_ERRORS as e:
+            log.logger.warning(
+                "%s: the scratch export failed: %s: %s", self._prefix, type(e).__name__, e
+            )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _prune(self, just_written: Optional[str] = None) -> None:
         if not _is_chief(self.model):
             return
-        protected = [
-            layout.parse_version(os.path.basename(path))
-            for path in (self._best_export_path, self._best and self._best.export_path)
-            if path
-        ]
-        retention.prune_export_dir(
+        retention.prune_protecting_paths(
             self._export_dir,
             self._exports_to_keep,
-            [v for v in protected if v is not None],
-            just_written=(
-                layout.parse_version(os.path.basename(just_written)) if just_written else None
-            ),
+            (self._best_export_path, self._best.export_path if self._best else None),
+            just_written,
         )
 
     def _in_keras_names(self, eval_result: Mapping[str, Any]) -> Dict[str, Any]:

@@ -139,6 +139,37 @@ def prune_export_dir(
     return deleted
 
 
+def prune_protecting_paths(
+    export_dir_base: Union[str, bytes],
+    exports_to_keep: Optional[int],
+    protected_paths: Iterable[Optional[str]],
+    just_written: Optional[str] = None,
+) -> List[str]:
+    """`prune_export_dir` for a front-end that knows its exports by path.
+
+    Args:
+      export_dir_base: the export directory.
+      exports_to_keep: how many of the newest versions to keep; None keeps all.
+      protected_paths: version directories never to delete (e.g. the best's);
+        None entries and paths that are not versions are ignored.
+      just_written: the version directory just exported, if any.
+
+    Returns:
+      The directories deleted.
+    """
+    protected = [_version_of(path) for path in protected_paths if path]
+    return prune_export_dir(
+        export_dir_base,
+        exports_to_keep,
+        [v for v in protected if v is not None],
+        just_written=_version_of(just_written) if just_written else None,
+    )
+
+
+def _version_of(path: str) -> Optional[int]:
+    return layout.parse_version(os.path.basename(path.rstrip("/")))
+
+
 def discard_version(export_dir_base: Union[str, bytes], version_dir: str) -> bool:
     """Deletes one version directory, first taking it out of TensorFlow Serving's sight.
 

@@ -57,7 +57,8 @@ def require_estimator(version: str = tf.__version__) -> None:
         "best_exporter.BestExporter extends tf.estimator, which TensorFlow 2.16 removed "
         f"(tensorflow-estimator 2.15 is its last release); found TensorFlow {version}. "
         "Keras users continue the same export directory with "
-        "`from best_exporter.keras import BestExportCallback`; for BestExporter install "
+        "`from best_exporter.keras import BestExportCallback`; for BestExporter, install a "
+        "TensorFlow that has tf.estimator: "
         f"pip install 'tensorflow{ESTIMATOR_TENSORFLOW}'."
     )
 

@@ -5,7 +5,6 @@ Needs no tf.estimator: runs with tf.keras (TensorFlow 2.13-2.15) and Keras 3.
 """
 
 import datetime
-import importlib.metadata
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -15,9 +14,9 @@ import tensorflow as tf
 from best_exporter import layout, records
 
 keras = tf.keras
-# tf.keras is Keras 2 on TensorFlow 2.13-2.15 (and with TF_USE_LEGACY_KERAS=1), else Keras 3.
-KERAS_VERSION = getattr(keras, "__version__", None) or importlib.metadata.version("keras")
-KERAS_3 = int(KERAS_VERSION.split(".")[0]) >= 3
+# tf.keras is Keras 2 on TensorFlow 2.13-2.15 and, with TF_USE_LEGACY_KERAS=1, tf_keras on
+# 2.16+; otherwise Keras 3, the only one with `keras.ops`.
+KERAS_3 = hasattr(keras, "ops")
 
 
 def make_data(n: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:

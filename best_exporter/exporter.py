@@ -452,20 +452,7 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
 
     def _write_summary(self, export_path: str, eval_result: Mapping[str, Any]) -> None:
         """Adds the exported result to TensorBoard; a chart is never worth the evaluator."""
-        step = eval_result.get("global_step") if eval_result else None
-        try:
-            if step is None:
-                return  # TensorBoard needs a step to place the values.
-            summaries.write_scalars(export_path, int(step), records.numeric_metrics(eval_result))
-        except Exception as e:  # pylint: disable=broad-except
-            logger.warning(
-                "%s: exported step %s, but could not write its TensorBoard summary to %s: %s: %s",
-                self._prefix,
-                step,
-                export_path,
-                type(e).__name__,
-                e,
-            )
+        summaries.write_exported_result(self._prefix, export_path, eval_result)
 
     # Log lines: one per decision, saying what happened and why.
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Union
 import numpy as np
 import tensorflow as tf
 
-from best_exporter import layout, log, records, restore, retention, staging
+from best_exporter import layout, log, records, restore, retention, staging, summaries
 from best_exporter.compare import CompareFn, MetricComparator, check_compare_fn
 from best_exporter.decision import Best, Judge, Source, decide
 
@@ -120,6 +120,9 @@ class BestExportCallback(tf.keras.callbacks.Callback):
       metric_names: `{keras_name: record_name}`, e.g. `{'val_loss': 'loss'}`:
         a record without `keras_name` (written by `BestExporter`) is read as
         if its `record_name` were `keras_name`.
+      write_best_summaries: keyword-only; whether each export writes its
+        metrics at its step to the TensorBoard run of exported bests in
+        `export_dir`, as `BestExporter` does.
 
     Raises:
       ValueError: if an argument is invalid; the message names the value and
@@ -137,6 +140,8 @@ class BestExportCallback(tf.keras.callbacks.Callback):
         export_fn: Optional[ExportFn] = None,
         save_freq: Union[str, int] = "epoch",
         metric_names: Optional[Mapping[str, str]] = None,
+        *,
+        write_best_summaries: bool = True,
     ):
         super().__init__()
         self._export_dir = _checked_export_dir(export_dir)
@@ -151,6 +156,12 @@ class BestExportCallback(tf.keras.callbacks.Callback):
         # None: judge at the end of each epoch; N: every N batches.
         self._batch_freq = _checked_save_freq(save_freq)
         self._metric_names = _checked_metric_names(metric_names)
+        if not isinstance(write_best_summaries, (bool, np.bool_)):
+            raise ValueError(
+                "`write_best_summaries` must be True or False. "
+                f"Received: write_best_summaries={write_best_summaries!r}"
+            )
+        self._write_best_summaries = bool(write_best_summaries)
         self._best: Optional[Best] = None
         self._best_export_path: Optional[str] = None
         self._epoch = 0
@@ -249,6 +260,8 @@ class BestExportCallback(tf.keras.callbacks.Callback):
         self._best_export_path = path
         log.log_exported(self._prefix, self._judge, outcome, previous, result, when, path)
         self._prune(just_written=path)
+        if self._write_best_summaries:
+            summaries.write_exported_result(self._prefix, self._export_dir, result)
 
     def _export(self, result: Mapping[str, Any], epoch: int, when: str) -> Optional[str]:
         record = records.make_record(

@@ -17,10 +17,13 @@ in eager and graph mode alike, from any thread.
 import os
 import socket
 import time
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2, summary_pb2
+
+from best_exporter import records
+from best_exporter.log import logger
 
 # Ends every file name, so that a person listing the export dir knows whose it is.
 FILE_SUFFIX = ".best_exporter"
@@ -71,3 +74,31 @@ def write_scalars(
         for event in events:
             writer.write(event.SerializeToString())
     return path
+
+
+def write_exported_result(prefix: str, export_dir: str, eval_result: Mapping[str, Any]) -> None:
+    """Adds an exported result to the run of exported bests; never raises.
+
+    A chart is never worth the evaluator or the training job: a failure is a
+    warning. A result without `global_step` is skipped, as TensorBoard needs a
+    step to place the values.
+
+    Args:
+      prefix: the front-end's name for log lines, e.g. `BestExporter 'best_exporter'`.
+      export_dir: the export directory, which is the run's directory.
+      eval_result: the exported result, with `global_step`.
+    """
+    step = eval_result.get("global_step") if eval_result else None
+    try:
+        if step is None:
+            return
+        write_scalars(export_dir, int(step), records.numeric_metrics(eval_result))
+    except Exception as e:  # pylint: disable=broad-except
+        logger.warning(
+            "%s: exported step %s, but could not write its TensorBoard summary to %s: %s: %s",
+            prefix,
+            step,
+            export_dir,
+            type(e).__name__,
+            e,
+        )

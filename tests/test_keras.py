@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from keras_support import keras
 
-from best_exporter import _compat, layout, read_export_records, staging
+from best_exporter import _compat, history, layout, read_export_records, staging
 from best_exporter.keras import BestExportCallback, infer_higher_is_better
 
 LOGGER = "tensorflow.best_exporter"
@@ -443,7 +443,9 @@ def test_retention_keeps_the_newest_and_removes_stale_temp_dirs(tmp_path, model)
 
     assert _recorded(export_dir) == [0.4, 0.3]
     names = sorted(tf.io.gfile.listdir(export_dir))
-    assert len(names) == 2 and all(layout.parse_version(n) for n in names), names
+    versions = [n for n in names if layout.parse_version(n)]
+    events = [n for n in names if n.startswith("events.out.tfevents.")]
+    assert len(versions) == 2 and sorted(versions + events) == names, names
 
 
 def test_versions_increase_even_within_one_second(tmp_path, model) -> None:
@@ -529,6 +531,8 @@ def test_real_estimator_exports_then_keras_continues_the_directory(tmp_path, cap
 
 
 def test_the_best_exporter_command_lists_keras_exports(tmp_path, model, capsys) -> None:
+    import json
+
     from best_exporter import cli
 
     export_dir = _export_dir(tmp_path)
@@ -537,8 +541,53 @@ def test_the_best_exporter_command_lists_keras_exports(tmp_path, model, capsys) 
     _run_epochs(callback, [{"loss": 0.2, "val_loss": 0.3}])
     capsys.readouterr()  # tf.keras 2.x's Model.export prints what it saved.
 
-    assert cli.main(["list", export_dir]) == 0
+    assert cli.main(["list", "--json", export_dir]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert cli.main(["best", export_dir]) == 0
+    served = capsys.readouterr().out.strip()
 
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[1].startswith(str(OLD)) and "loss=0.35" in lines[1]
-    assert lines[2].split()[1] == "0" and "val_loss=0.3" in lines[2]
+    assert served == listing["served"] == callback.best_export_path
+    estimator_era, keras_era = listing["versions"]
+    assert estimator_era["record"]["metrics"] == {"loss": 0.35}
+    assert keras_era["state"] == "ok" and keras_era["record"]["epoch"] == 1
+    assert keras_era["record"]["metrics"]["val_loss"] == 0.3
+
+
+@pytest.mark.parametrize("write_best_summaries", [True, False])
+def test_each_export_adds_its_metrics_to_the_tensorboard_run(
+    tmp_path, write_best_summaries: bool
+) -> None:
+    x, y = keras_support.make_data(64, seed=0)
+    export_dir = _export_dir(tmp_path)
+    callback = BestExportCallback(
+        export_dir, exports_to_keep=None, write_best_summaries=write_best_summaries
+    )
+    scripted = keras_support.ScriptedMetric("val_loss", [0.5, 0.6, 0.4])
+    model = keras_support.make_model()
+    model.fit(
+        x,
+        y,
+        validation_data=(x, y),
+        batch_size=16,
+        epochs=3,
+        verbose=0,
+        callbacks=[scripted, callback],
+    )
+
+    files = tf.io.gfile.glob(os.path.join(export_dir, "events.out.tfevents.*"))
+    if not write_best_summaries:
+        assert files == []
+        return
+    charted = dict(history.evaluations(files))
+    exported = {
+        e.record["global_step"]: e.record["metrics"] for e in read_export_records(export_dir)
+    }
+    assert sorted(charted) == sorted(exported) == [4, 12]
+    for step, metrics in exported.items():
+        assert charted[step]["val_loss"] == pytest.approx(metrics["val_loss"])
+        assert charted[step]["accuracy"] == pytest.approx(metrics["accuracy"])
+
+
+def test_write_best_summaries_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match=r"Received: write_best_summaries='no'"):
+        BestExportCallback("/tmp/export", write_best_summaries="no")

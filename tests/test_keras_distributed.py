@@ -70,7 +70,11 @@ def _assert_exported_once_each(export_dir: str) -> None:
     exports = read_export_records(export_dir)
     assert [e.record["epoch"] for e in exports] == EXPORTED_EPOCHS
     assert [e.record["metrics"]["val_loss"] for e in exports] == [0.5, 0.4, 0.3]
-    assert sorted(tf.io.gfile.listdir(export_dir)) == [str(e.version) for e in exports]
+    versions = [n for n in tf.io.gfile.listdir(export_dir) if layout.parse_version(n)]
+    assert sorted(versions) == [str(e.version) for e in exports]
+    # One event file per export in the TensorBoard run of exported bests: written once.
+    events = tf.io.gfile.glob(os.path.join(export_dir, "events.out.tfevents.*"))
+    assert len(events) == len(exports)
     for export in exports:
         assert layout.missing_export_parts(export.path) == []
         loaded = tf.saved_model.load(export.path)

@@ -3,7 +3,6 @@
 import collections.abc
 import dataclasses
 import datetime
-import numbers
 import os
 import posixpath
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Union
@@ -11,39 +10,16 @@ from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Set,
 import numpy as np
 import tensorflow as tf
 
-from best_exporter import layout, publish, records, restore, retention, summaries
+from best_exporter import _compat, layout, log, publish, records, restore, retention, summaries
 from best_exporter._legacy import LegacyAttributes
 from best_exporter.compare import CompareFn, check_compare_fn, loss_smaller
 from best_exporter.decision import Best, Judge, Outcome, SkippedCause, Source, decide
+from best_exporter.errors import is_filesystem_error as _is_filesystem_error
 from best_exporter.history import scan_eval_history
 from best_exporter.log import logger
+from best_exporter.retention import checked_exports_to_keep as _checked_exports_to_keep
 
-# Export failures that come from the filesystem, not from the user's model or
-# configuration: the evaluator logs them and goes on with the next evaluation.
-_TRANSIENT_EXPORT_ERRORS = (
-    OSError,
-    tf.errors.NotFoundError,
-    tf.errors.UnavailableError,
-    tf.errors.ResourceExhaustedError,
-    tf.errors.DataLossError,
-    tf.errors.AbortedError,
-    tf.errors.DeadlineExceededError,
-    tf.errors.PermissionDeniedError,
-    tf.errors.UnknownError,
-)
-# Errors of these classes come from the filesystem when no graph op raised them:
-# two evaluators exporting into one directory in the same second collide with
-# AlreadyExists (the publishing rename onto the other's version) or
-# FailedPrecondition (a rename onto a non-empty directory); object stores report
-# Internal and Cancelled. Raised by an op of the model's graph they are the
-# model's errors (an uninitialized variable), and propagate.
-_FILESYSTEM_EXPORT_ERRORS = (
-    tf.errors.AlreadyExistsError,
-    tf.errors.FailedPreconditionError,
-    tf.errors.InternalError,
-    tf.errors.CancelledError,
-    tf.errors.AbortedError,
-)
+_compat.require_estimator()
 
 
 @dataclasses.dataclass
@@ -436,18 +412,12 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
     def _prune(
         self, export_path: str, state: _RunState, just_written: Optional[str] = None
     ) -> None:
-        protected = [
-            layout.parse_version(os.path.basename(path))
-            for path in (state.best_export_path, state.best and state.best.export_path)
-            if path
-        ]
-        retention.prune_export_dir(
+        retention.prune_protecting_paths(
             export_path,
             self._exports_to_keep,
-            [v for v in protected if v is not None] + sorted(state.unmatched),
-            just_written=(
-                layout.parse_version(os.path.basename(just_written)) if just_written else None
-            ),
+            (state.best_export_path, state.best.export_path if state.best else None),
+            just_written,
+            protected_versions=state.unmatched,
         )
 
     def _write_summary(self, export_path: str, eval_result: Mapping[str, Any]) -> None:
@@ -460,48 +430,12 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
     def _prefix(self) -> str:
         return f"BestExporter {self._name!r}"
 
-    def _describe_best(self, best: Optional[Best]) -> str:
-        if best is None:
-            return "none"
-        return f"{self._judge.describe(best.eval_result)} (step {best.step}, {best.source.value})"
-
     def _log_restore(self, state: _RunState, disk_note: str) -> None:
-        if state.best is None:
-            logger.info(
-                "%s: no earlier result to beat (%s); the first valid evaluation will be exported",
-                self._prefix,
-                disk_note,
-            )
-            return
-        logger.info(
-            "%s: restored the best result from %s: %s (step %s); %s",
-            self._prefix,
-            state.best.source.value,
-            self._judge.describe(state.best.eval_result),
-            state.best.step,
-            disk_note,
-        )
+        log.log_restored(self._prefix, self._judge, state.best, disk_note)
 
     def _log_skip(self, outcome: Outcome, state: _RunState, eval_result: Mapping[str, Any]) -> None:
-        current = self._judge.describe(eval_result)
-        step = _step_of(eval_result)
-        if outcome is Outcome.INVALID:
-            logger.warning(
-                "%s: not exported step %s: %s is not a finite number; such a result is never "
-                "exported and never becomes the best (best remains %s)",
-                self._prefix,
-                step,
-                current,
-                self._describe_best(state.best),
-            )
-            return
-        logger.info(
-            "%s: not exported step %s: %s is no improvement over the best %s",
-            self._prefix,
-            step,
-            current,
-            self._describe_best(state.best),
-        )
+        when = f"step {_step_of(eval_result)}"
+        log.log_not_exported(self._prefix, self._judge, outcome, state.best, eval_result, when)
 
     def _log_export(
         self,
@@ -510,13 +444,8 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         eval_result: Mapping[str, Any],
         path: str,
     ) -> None:
-        current = self._judge.describe(eval_result)
-        step = _step_of(eval_result)
-        if outcome is Outcome.FIRST:
-            reason = "the first export, nothing to compare with"
-        else:
-            reason = f"improves on the best {self._describe_best(previous)}"
-        logger.info("%s: exported step %s: %s, %s -> %s", self._prefix, step, current, reason, path)
+        when = f"step {_step_of(eval_result)}"
+        log.log_exported(self._prefix, self._judge, outcome, previous, eval_result, when, path)
 
     def _warn_export_failed(
         self,
@@ -525,27 +454,18 @@ class BestExporter(LegacyAttributes, tf.estimator.Exporter):
         state: _RunState,
         cause: str,
     ) -> None:
-        logger.warning(
-            "%s: not exported step %s: %s would have been exported, but exporting checkpoint "
-            "%s failed: %s. The best remains %s",
+        log.warn_export_failed(
             self._prefix,
-            _step_of(eval_result),
-            self._judge.describe(eval_result),
-            checkpoint,
+            self._judge,
+            state.best,
+            eval_result,
+            f"step {_step_of(eval_result)}",
+            f"checkpoint {checkpoint}",
             cause,
-            self._describe_best(state.best),
         )
 
     def _warn_skipped(self, cause: SkippedCause) -> None:
-        logger.warning(
-            "%s: skipped %d earlier results that compare_fn could not judge, the first at "
-            "step %s: %s: %s",
-            self._prefix,
-            cause.count,
-            cause.first_step,
-            type(cause.example).__name__,
-            cause.example,
-        )
+        log.warn_skipped(self._prefix, cause)
 
 
 def _step_of(eval_result: Mapping[str, Any]) -> Optional[int]:
@@ -553,17 +473,6 @@ def _step_of(eval_result: Mapping[str, Any]) -> Optional[int]:
         return records.global_step_of(eval_result)
     except ValueError:
         return None  # Only for log lines; export() rejects an odd step first.
-
-
-def _is_filesystem_error(error: BaseException) -> bool:
-    """Whether an export error is the filesystem's (survived), not the configuration's."""
-    if isinstance(error, _TRANSIENT_EXPORT_ERRORS):
-        return True
-    if isinstance(error, _FILESYSTEM_EXPORT_ERRORS):
-        return error.op is None
-    # SavedModelBuilder reports a temp dir that another writer is filling (two
-    # evaluators exporting in the same second) with a bare AssertionError.
-    return isinstance(error, AssertionError) and "already exists, and isn't empty" in str(error)
 
 
 def _path_or_none(exported: Any) -> Optional[str]:
@@ -672,23 +581,6 @@ def _checkpoint_exists(checkpoint: str) -> bool:
         return tf.io.gfile.exists(checkpoint + ".index") or tf.io.gfile.exists(checkpoint)
     except (tf.errors.OpError, OSError):
         return False
-
-
-def _checked_exports_to_keep(exports_to_keep: Any) -> Optional[int]:
-    if exports_to_keep is None:
-        return None
-    if isinstance(exports_to_keep, (bool, np.bool_)) or not isinstance(
-        exports_to_keep, numbers.Integral
-    ):
-        raise ValueError(
-            "`exports_to_keep` must be a positive integer, or None to keep all exports. "
-            f"Received: exports_to_keep={exports_to_keep!r}"
-        )
-    if exports_to_keep <= 0:
-        raise ValueError(
-            "`exports_to_keep`, if provided, must be a positive number. " f"Got {exports_to_keep}"
-        )
-    return int(exports_to_keep)
 
 
 def _checked_assets_extra(assets_extra: Any) -> Dict[str, str]:

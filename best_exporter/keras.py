@@ -1,7 +1,7 @@
 """`BestExportCallback`: the Keras front-end, continuing an Estimator's export directory.
 
-A thin adapter: Keras' hooks become calls into the core (restore from records,
-`decide`, `staging.publish_new_version`, retention, the decision log lines), the
+A thin adapter: Keras' hooks become calls into the core (`restore.restore`,
+`decide`, `publish.publish_saved_model`, retention, the decision log lines), the
 same calls `BestExporter` makes for the Estimator. Works with `tf.keras` on
 TensorFlow 2.13-2.15 and with Keras 3 on TensorFlow 2.16 and later.
 """
@@ -12,12 +12,12 @@ import numbers
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Union
 
 import numpy as np
 import tensorflow as tf
 
-from best_exporter import layout, log, records, restore, retention, staging, summaries
+from best_exporter import errors, layout, log, publish, records, restore, retention, summaries
 from best_exporter.compare import CompareFn, MetricComparator, check_compare_fn
 from best_exporter.decision import Best, Judge, Source, decide
 
@@ -164,6 +164,9 @@ class BestExportCallback(tf.keras.callbacks.Callback):
         self._write_best_summaries = bool(write_best_summaries)
         self._best: Optional[Best] = None
         self._best_export_path: Optional[str] = None
+        # Versions whose worth is unknown (records missing): kept until a new export.
+        self._unmatched: FrozenSet[int] = frozenset()
+        self._restored = False
         self._epoch = 0
         self._batches_since_judged = 0
 
@@ -187,6 +190,7 @@ class BestExportCallback(tf.keras.callbacks.Callback):
     def on_train_begin(self, logs: Optional[Mapping[str, Any]] = None) -> None:
         del logs
         self._batches_since_judged = 0
+        self._restored = False
         self._restore()
 
     def on_epoch_begin(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
@@ -209,32 +213,52 @@ class BestExportCallback(tf.keras.callbacks.Callback):
 
     # Restore, decide, export.
 
-    def _restore(self) -> None:
-        """Finds the best of the models on disk, from their records."""
-        exports = restore.list_exports(self._export_dir, self._prefix)
-        candidates = restore.recorded_candidates(exports, self._in_keras_names)
-        self._best, self._best_export_path = restore.best_on_disk(
-            self._judge, exports, candidates, self._prefix
-        )
-        disk_note = f"{len(exports)} exports on disk under {self._export_dir}"
-        unrecorded = len(exports) - len(candidates)
-        if unrecorded:
-            # Only the Estimator's eval history could value them, which a Keras
-            # run does not have; holding nothing against new models keeps training
-            # going, and the warning says what that means.
-            log.logger.warning(
-                "%s: %d exports under %s have no record (written by tf.estimator."
-                "BestExporter) and cannot be valued; they are not held against new models",
-                self._prefix,
-                unrecorded,
+    def _restore(self, logs: Optional[Mapping[str, Any]] = None) -> bool:
+        """Restores the best of the models on disk (see `restore.restore`) and prunes.
+
+        A Keras run has no eval event history: exports without records (the
+        original exporter's) cannot be valued, and `restore.restore` protects
+        them until a new export beats the best.
+
+        Returns:
+          Whether the exports could be read; if not (after a warning), nothing
+          is exported or deleted, and the next judgement tries again.
+        """
+        step = _global_step(self.model) if self.model is not None else None
+        try:
+            restored = restore.restore(
+                self._judge,
                 self._export_dir,
+                lambda current_step: restore.HistoryCandidates(None, current_step),
+                step,
+                translate=self._in_keras_names,
             )
-        log.log_restored(self._prefix, self._judge, self._best, disk_note)
+        except restore.CannotRestoreError as e:
+            shown = self._judge.describe(_numeric_logs(logs)) if logs else "the model"
+            log.logger.warning(
+                "%s: not exported step %s: %s would be judged, but %s. Nothing is exported or "
+                "deleted until the exports can be read; trying again at the next evaluation",
+                self._prefix,
+                step,
+                shown,
+                e,
+            )
+            return False
+        for cause in restored.skipped.values():
+            log.warn_skipped(self._prefix, cause)
+        self._best = restored.best
+        self._best_export_path = restored.best_export_path
+        self._unmatched = restored.unmatched
+        self._restored = True
+        log.log_restored(self._prefix, self._judge, self._best, restored.note)
         self._prune()
+        return True
 
     def _judge_logs(self, logs: Optional[Mapping[str, Any]], where: str) -> None:
         result = _numeric_logs(logs)
         self._check_monitored(result, where)
+        if not self._restored and not self._restore(logs):
+            return
         step = _global_step(self.model)
         epoch = self._epoch + 1  # Keras counts epochs from 0 in hooks, from 1 for people.
         if step is not None:
@@ -258,6 +282,7 @@ class BestExportCallback(tf.keras.callbacks.Callback):
         previous = self._best
         self._best = Best(result, Source.EVALUATION, path)
         self._best_export_path = path
+        self._unmatched = frozenset()  # Beaten: what they hold is worse than this model.
         log.log_exported(self._prefix, self._judge, outcome, previous, result, when, path)
         self._prune(just_written=path)
         if self._write_best_summaries:
@@ -272,10 +297,12 @@ class BestExportCallback(tf.keras.callbacks.Callback):
         )
         record["epoch"] = epoch
         try:
-            return staging.publish_new_version(
+            return publish.publish_saved_model(
                 self._export_dir, lambda path: self._export_fn(self.model, path), record
             )
-        except staging.TRANSIENT_EXPORT_ERRORS as e:
+        except Exception as e:  # pylint: disable=broad-except
+            if not errors.is_filesystem_error(e):
+                raise
             log.warn_export_failed(
                 self._prefix,
                 self._judge,
@@ -297,7 +324,9 @@ class BestExportCallback(tf.keras.callbacks.Callback):
         scratch = tempfile.mkdtemp(prefix="best_exporter-worker-")
         try:
             self._export_fn(self.model, os.path.join(scratch, "model"))
-        except staging.TRANSIENT_EXPORT_ERRORS as e:
+        except Exception as e:  # pylint: disable=broad-except
+            if not errors.is_filesystem_error(e):
+                raise
             log.logger.warning(
                 "%s: the scratch export failed: %s: %s", self._prefix, type(e).__name__, e
             )
@@ -312,6 +341,7 @@ class BestExportCallback(tf.keras.callbacks.Callback):
             self._exports_to_keep,
             (self._best_export_path, self._best.export_path if self._best else None),
             just_written,
+            protected_versions=self._unmatched,
         )
 
     def _in_keras_names(self, eval_result: Mapping[str, Any]) -> Dict[str, Any]:

@@ -22,16 +22,21 @@ So a version directory is, at any moment:
 All names written here have a fixed length after a fixed prefix, so none is a
 prefix of a sibling's: tensorflow-io's S3 renames and deletes objects by key
 prefix, and would otherwise catch `<name>X` along with `<name>`.
+
+A front-end that writes the SavedModel itself (Keras has no
+`export_saved_model` that stages and numbers versions) publishes through
+`publish_saved_model`, the same protocol with a writer of its own.
 """
 
 import os
 import re
+import time
 import uuid
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Union
 
 import tensorflow as tf
 
-from best_exporter import layout
+from best_exporter import layout, records
 from best_exporter.log import logger
 
 # Filesystems whose directory rename is a copy and a delete per object.
@@ -107,6 +112,94 @@ def publish_version(
     finally:
         _remove_quietly(staging)
     return tf.compat.as_bytes(target)
+
+
+class IncompleteExportError(ValueError):
+    """The export function wrote no SavedModel: a configuration error, nothing was published."""
+
+
+def next_version(now: float, taken: Iterable[int]) -> int:
+    """The version number for a new export: the clock, but above every number taken.
+
+    Estimator waits for the next second when the clock's version exists; a
+    front-end that may export several times a second takes the next free number
+    instead, so versions keep increasing in the order the models were exported.
+
+    Args:
+      now: the time in seconds since the epoch.
+      taken: the numbers of the versions and `temp-*` directories on disk.
+
+    Returns:
+      The new version number.
+    """
+    return max([int(now), *(t + 1 for t in taken)])
+
+
+def publish_saved_model(
+    export_dir_base: Union[str, bytes],
+    write_saved_model: Callable[[str], Any],
+    record: Mapping[str, Any],
+    clock: Callable[[], float] = time.time,
+    atomic: Optional[bool] = None,
+) -> str:
+    """Writes a SavedModel and its record as the next version, through `publish_version`.
+
+    The version number comes from `next_version` over what is in
+    `export_dir_base`. Where directory renames are atomic the SavedModel and
+    the record are written into `temp-<version>`, checked complete and renamed
+    to `<version>`; on object stores they are written into the staging
+    directory and moved in by `publish_version`, record first and
+    `saved_model.pb` last. Either way TensorFlow Serving never sees a version
+    without its record or its whole model.
+
+    Args:
+      export_dir_base: the export directory, e.g. `model_dir/export/best_exporter`.
+      write_saved_model: writes the SavedModel to the directory it is given
+        (which does not exist yet).
+      record: the record of the export, from `records.make_record`.
+      clock: returns the time in seconds, for the version number.
+      atomic: as for `publish_version`; None decides by the scheme.
+
+    Returns:
+      The path of the published version directory.
+
+    Raises:
+      IncompleteExportError: if `write_saved_model` returned without writing
+        `saved_model.pb`. Nothing is published.
+      Exception: whatever `write_saved_model` or the filesystem raises; what
+        was written is removed where possible.
+    """
+    base = layout.as_path(export_dir_base)
+    tf.io.gfile.makedirs(base)
+    listing = layout.list_export_dir(base)
+    version = next_version(clock(), [*listing.versions, *listing.temp_dirs])
+
+    def write(directory: str) -> str:
+        final = os.path.join(directory, str(version))
+        # A staging directory is out of Serving's sight already: written in place,
+        # as a rename inside it would be another copy per object.
+        staged = final if directory != base else os.path.join(base, f"temp-{version}")
+        try:
+            write_saved_model(staged)
+            record_file = layout.record_path(staged)
+            tf.io.gfile.makedirs(os.path.dirname(record_file))
+            with tf.io.gfile.GFile(record_file, "w") as f:
+                f.write(records.dumps_record(record))
+            missing = layout.missing_export_parts(staged)
+            if missing:
+                raise IncompleteExportError(
+                    f"the export function returned without writing {', '.join(missing)} "
+                    f"to {staged}; it must write a SavedModel to the path it is given"
+                )
+            if staged != final:
+                tf.io.gfile.rename(staged, final)
+        except BaseException:
+            if staged != final:
+                _remove_quietly(staged)
+            raise
+        return final
+
+    return layout.as_path(publish_version(base, write, atomic))
 
 
 def _free_version_dir(base: str, version: int) -> str:

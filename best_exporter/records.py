@@ -213,8 +213,10 @@ def loads_record(text: Union[str, bytes]) -> Dict[str, Any]:
     Returns:
       The record: `global_step` an int or None, `metrics` a dict of str to
       float (non-finite values restored), and those of `checkpoint_path`,
-      `exporter`, `exported_at` and `best_exporter_version` that are strings.
-      Null and unknown fields are left out.
+      `exporter`, `exported_at` and `best_exporter_version` that are strings,
+      and `epoch` (written by the Keras front-end) if it is a non-negative int.
+      Null and unknown fields are left out, and so is an `epoch` that is not
+      one: it only informs, so it never costs a record its metrics.
 
     Raises:
       ValueError: if `text` is not a valid record.
@@ -246,6 +248,9 @@ def _validated(record: Any) -> Dict[str, Any]:
         if not isinstance(value, str):
             raise ValueError(f"{field} is not a string: {_short(value)}")
         validated[field] = value
+    epoch = record.get("epoch")
+    if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0:
+        validated["epoch"] = epoch
     return validated
 
 

@@ -21,7 +21,18 @@ docs/design.md, rule 5 and rule 8:
 import dataclasses
 import itertools
 import time
-from typing import Callable, Dict, FrozenSet, Iterator, Optional, Sequence, Type, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Iterator,
+    Mapping,
+    Optional,
+    Sequence,
+    Type,
+    Union,
+)
 
 import tensorflow as tf
 
@@ -122,6 +133,7 @@ def restore(
     retry_delays: Sequence[float] = RETRY_DELAYS,
     sleep: Callable[[float], None] = time.sleep,
     extra: Sequence[Best] = (),
+    translate: Optional[Callable[[Mapping[str, Any]], Mapping[str, Any]]] = None,
 ) -> Restored:
     """Finds the result a new model has to beat: the best of the models on disk.
 
@@ -146,6 +158,8 @@ def restore(
       sleep: waits that many seconds; tests pass a fake.
       extra: results known besides the disk (a best that a subclass of the
         original assigned), judged last: they win no ties.
+      translate: applied to each record's eval_result before it is judged,
+        e.g. the Keras front-end's `metric_names` (`loss` read as `val_loss`).
 
     Returns:
       The restored best and what to protect.
@@ -158,7 +172,7 @@ def restore(
     delays = list(retry_delays)
     for attempt in range(1, len(delays) + 2):
         try:
-            restored = _restore_once(judge, path, history, current_step, extra)
+            restored = _restore_once(judge, path, history, current_step, extra, translate)
         except (tf.errors.OpError, OSError) as e:
             if attempt > len(delays):
                 raise CannotRestoreError(path, e, attempt) from e
@@ -178,6 +192,7 @@ def _restore_once(
     history: HistoryReader,
     current_step: Optional[int],
     extra: Sequence[Best],
+    translate: Optional[Callable[[Mapping[str, Any]], Mapping[str, Any]]] = None,
 ) -> Restored:
     exports = records.read_export_records(path)
     complete = [e for e in exports if e.complete]
@@ -185,7 +200,9 @@ def _restore_once(
     unrecorded = [e for e, result in results if result is None]
     # Records first: on a tie the best is the one whose export is known.
     candidates = [
-        Best(result, Source.RECORDS, e.path) for e, result in results if result is not None
+        Best(translate(result) if translate else result, Source.RECORDS, e.path)
+        for e, result in results
+        if result is not None
     ]
     note = f"{len(exports)} exports on disk under {path}"
     incomplete = len(exports) - len(complete)

@@ -144,6 +144,7 @@ def prune_protecting_paths(
     exports_to_keep: Optional[int],
     protected_paths: Iterable[Optional[str]],
     just_written: Optional[str] = None,
+    protected_versions: Collection[int] = (),
 ) -> List[str]:
     """`prune_export_dir` for a front-end that knows its exports by path.
 
@@ -153,6 +154,8 @@ def prune_protecting_paths(
       protected_paths: version directories never to delete (e.g. the best's);
         None entries and paths that are not versions are ignored.
       just_written: the version directory just exported, if any.
+      protected_versions: version numbers never to delete besides, e.g. those
+        `restore.Restored.unmatched` names.
 
     Returns:
       The directories deleted.
@@ -161,7 +164,7 @@ def prune_protecting_paths(
     return prune_export_dir(
         export_dir_base,
         exports_to_keep,
-        [v for v in protected if v is not None],
+        [v for v in protected if v is not None] + sorted(protected_versions),
         just_written=_version_of(just_written) if just_written else None,
     )
 

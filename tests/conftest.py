@@ -25,9 +25,9 @@ WITHOUT_ESTIMATOR = {
     "test_keras_distributed.py",
     "test_migrate_example.py",
     "test_layout.py",
-    "test_restore.py",
     "test_retention.py",
-    "test_staging.py",
+    "test_errors.py",
+    "test_publish_saved_model.py",
 }
 
 

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from keras_support import keras
 
-from best_exporter import _compat, history, layout, read_export_records, staging
+from best_exporter import _compat, history, layout, publish, read_export_records
 from best_exporter.keras import BestExportCallback, infer_higher_is_better
 
 LOGGER = "tensorflow.best_exporter"
@@ -201,7 +201,7 @@ def test_record_has_the_global_step_the_epoch_and_the_logs(tmp_path) -> None:
     first = exports[0].record
     assert set(first["metrics"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert first["exporter"] == "best_exporter"
-    assert first["checkpoint_path"] is None
+    assert first.get("checkpoint_path") is None  # Null fields are left out when read.
     for export in exports:
         assert layout.missing_export_parts(export.path) == []
 
@@ -271,7 +271,7 @@ def test_custom_export_fn_writes_the_signature_it_chooses(tmp_path, model) -> No
 def test_export_fn_that_writes_no_saved_model_raises_and_leaves_nothing(tmp_path, model) -> None:
     export_dir = _export_dir(tmp_path)
     callback = _callback(export_dir, model, export_fn=lambda model, path: None)
-    with pytest.raises(staging.IncompleteExportError, match=r"without writing saved_model.pb"):
+    with pytest.raises(publish.IncompleteExportError, match=r"without writing saved_model.pb"):
         _run_epochs(callback, [{"val_loss": 0.5}])
     assert tf.io.gfile.listdir(export_dir) == []
     assert callback.best_eval_result is None
@@ -429,6 +429,51 @@ def test_without_metric_names_estimator_records_cannot_be_judged_and_are_skipped
     (warning,) = _messages(caplog, logging.WARNING)
     assert "skipped 1 earlier results that compare_fn could not judge" in warning
     assert "no metric 'val_loss'" in warning
+
+
+def test_unreadable_exports_at_train_begin_export_nothing_and_are_retried_at_the_next_epoch(
+    tmp_path, model, monkeypatch, caplog
+) -> None:
+    export_dir = _export_dir(tmp_path)
+    _run_epochs(_callback(export_dir, model), [{"val_loss": 0.3}])
+    listdir = tf.io.gfile.listdir
+    failures = [3]  # Every attempt of restore.restore (1 + its retries) at train begin.
+
+    def unavailable_listdir(path):
+        if failures[0] and tf.compat.as_str_any(path).rstrip("/") == export_dir:
+            failures[0] -= 1
+            raise tf.errors.UnavailableError(None, None, "injected: bucket unreachable")
+        return listdir(path)
+
+    monkeypatch.setattr(tf.io.gfile, "listdir", unavailable_listdir)
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        callback = _callback(export_dir, model)
+        assert callback.best_eval_result is None
+        _run_epochs(callback, [{"val_loss": 0.5}, {"val_loss": 0.2}])
+
+    # Not "nothing there": the worse 0.5 was judged against the restored 0.3.
+    assert _recorded(export_dir) == [0.3, 0.2]
+    warnings = _messages(caplog, logging.WARNING)
+    assert len(warnings) == 1 and "cannot read the exports under" in warnings[0]
+    assert "Nothing is exported or deleted until the exports can be read" in warnings[0]
+
+
+def test_exports_without_records_are_kept_until_a_new_export_beats_the_best(
+    tmp_path, model
+) -> None:
+    export_dir = _export_dir(tmp_path)
+    _run_epochs(_callback(export_dir, model), [{"val_loss": 0.5}, {"val_loss": 0.4}])
+    legacy = [e.path for e in read_export_records(export_dir)]
+    for path in legacy:  # As tf.estimator.BestExporter leaves them: no record.
+        tf.io.gfile.remove(layout.record_path(path))
+
+    callback = _callback(export_dir, model, exports_to_keep=1)
+    # A Keras run has no event history to value them by: none may be pruned yet.
+    assert [e.path for e in read_export_records(export_dir)] == legacy
+    _run_epochs(callback, [{"val_loss": 0.9}])
+
+    (exported,) = read_export_records(export_dir)
+    assert exported.path not in legacy and exported.record["metrics"]["val_loss"] == 0.9
 
 
 def test_retention_keeps_the_newest_and_removes_stale_temp_dirs(tmp_path, model) -> None:

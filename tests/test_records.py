@@ -606,3 +606,14 @@ def test_global_step_of_an_odd_step_raises_naming_it(value, shown: str) -> None:
         ValueError, match=rf"must be an integer step.*Received: global_step={shown}"
     ):
         records.global_step_of({"global_step": value})
+
+
+@pytest.mark.parametrize(
+    "epoch, kept",
+    [(3, 3), (0, 0), (None, None), (-1, None), (2.5, None), ("3", None), (True, None)],
+)
+def test_the_keras_epoch_is_kept_when_it_is_a_count_and_never_costs_the_record(epoch, kept) -> None:
+    text = json.dumps({"global_step": 5, "metrics": {"loss": 0.5}, "epoch": epoch})
+    record = records.loads_record(text)
+    assert record.get("epoch") == kept
+    assert record["metrics"] == {"loss": 0.5}

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from best_exporter import records, restore
-from best_exporter.compare import loss_smaller
+from best_exporter.compare import loss_smaller, lower_is_better
 from best_exporter.decision import Best, Judge, Source
 from tests import support
 from tests.faulty_gfile import FaultyGfile
@@ -147,6 +147,24 @@ def test_restore_counts_only_complete_versions(tmp_path) -> None:
 
     assert restored.best.export_path == os.path.join(base, str(V + 1))
     assert "1 of them without a SavedModel, not counted" in restored.note
+
+
+def test_translate_renames_recorded_metrics_before_they_are_judged(tmp_path) -> None:
+    # The Keras front-end's metric_names: Estimator records say "loss", Keras "val_loss".
+    base = str(tmp_path)
+    _write_version(base, V + 1, {"global_step": 1, "metrics": {"loss": 0.25}})
+    _write_version(base, V + 2, {"global_step": 2, "metrics": {"loss": 0.5}})
+    judge = Judge(lower_is_better("val_loss"))
+
+    untranslated = restore.restore(judge, base, _no_history, 3)
+    restored = restore.restore(
+        judge, base, _no_history, 3, translate=lambda r: {**r, "val_loss": r["loss"]}
+    )
+
+    assert untranslated.best is None and untranslated.unmatched == {V + 1, V + 2}
+    assert restored.best.eval_result["val_loss"] == 0.25
+    assert restored.best.export_path == os.path.join(base, str(V + 1))
+    assert restored.unmatched == frozenset()
 
 
 def test_versions_that_cannot_be_matched_to_the_history_are_all_unmatched(tmp_path) -> None:

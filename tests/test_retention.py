@@ -349,6 +349,8 @@ def test_discard_version_refuses_a_symlink(tmp_path, caplog: pytest.LogCaptureFi
 
     assert os.path.islink(os.path.join(base, str(V + 1)))
     assert _tree(pinned) == ["saved_model.pb", "variables/variables.index"]
+
+
 def test_prune_protecting_paths_keeps_the_versions_named_by_path(tmp_path) -> None:
     base = str(tmp_path / "export")
     _make_export_dir(base, versions=[V + 1, V + 2, V + 3, V + 4])

@@ -636,3 +636,39 @@ def test_each_export_adds_its_metrics_to_the_tensorboard_run(
 def test_write_best_summaries_must_be_a_bool() -> None:
     with pytest.raises(ValueError, match=r"Received: write_best_summaries='no'"):
         BestExportCallback("/tmp/export", write_best_summaries="no")
+
+
+@pytest.mark.objectstore
+@pytest.mark.e2e
+def test_keras_exports_on_s3_are_staged_and_moved_in_with_saved_model_pb_last(
+    s3_dir: str, model, monkeypatch
+) -> None:
+    export_dir = f"{s3_dir}/model/export/best_exporter"
+    moved: List[str] = []
+    rename = tf.io.gfile.rename
+
+    def recording_rename(source, destination, overwrite=False):
+        moved.append(tf.compat.as_str_any(destination)[len(export_dir) + 1 :])
+        return rename(source, destination, overwrite)
+
+    monkeypatch.setattr(tf.io.gfile, "rename", recording_rename)
+    callback = _callback(export_dir, model)
+    _run_epochs(callback, [{"val_loss": 0.5}])
+
+    (export,) = read_export_records(export_dir)
+    version = os.path.basename(export.path)
+    into_version = [m for m in moved if m.startswith(version + "/")]
+    # One move per object, never a directory rename that can expose half a model.
+    assert into_version[0] == f"{version}/assets.extra/{layout.RECORD_ASSET_NAME}"
+    assert into_version[-1] == f"{version}/saved_model.pb"
+    assert any(m.startswith(f"{version}/variables/") for m in into_version)
+    assert not [n for n in tf.io.gfile.listdir(export_dir) if n.startswith("temp")]
+    x = np.ones((3, 2), np.float32)
+    np.testing.assert_allclose(
+        keras_support.serve(export.path, x), np.asarray(model(x)), rtol=1e-5, atol=1e-6
+    )
+
+    restarted = _callback(export_dir, model)
+    assert restarted.best_eval_result["val_loss"] == 0.5
+    restarted.on_epoch_end(0, {"val_loss": 0.7})
+    assert _recorded(export_dir) == [0.5]

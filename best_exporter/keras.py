@@ -234,13 +234,15 @@ class BestExportCallback(tf.keras.callbacks.Callback):
                 translate=self._in_keras_names,
             )
         except restore.CannotRestoreError as e:
-            shown = self._judge.describe(_numeric_logs(logs)) if logs else "the model"
+            judged = (
+                f"{self._judge.describe(_numeric_logs(logs))} would be judged, but " if logs else ""
+            )
             log.logger.warning(
-                "%s: not exported step %s: %s would be judged, but %s. Nothing is exported or "
-                "deleted until the exports can be read; trying again at the next evaluation",
+                "%s: not exported step %s: %s%s. Nothing is exported or deleted until the "
+                "exports can be read; trying again at the next evaluation",
                 self._prefix,
                 step,
-                shown,
+                judged,
                 e,
             )
             return False

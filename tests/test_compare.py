@@ -151,7 +151,7 @@ def test_non_numeric_metric_raises_value_error_naming_the_value(value) -> None:
         ("0.5", "str '0.5'"),
         (b"0.5", "bytes b'0.5'"),
         (True, "bool True"),
-        (np.bool_(False), "bool_ False"),
+        (np.bool_(False), r"bool_? (np\.)?False_?"),  # numpy 2 (Keras 3 session) shows np.False_.
         (1 + 0j, r"complex \(1\+0j\)"),
         (np.zeros(3), r"ndarray array\(\[0., 0., 0.\]\)"),
     ],

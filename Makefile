@@ -22,13 +22,13 @@ check-python:
 $(EXAMPLE_VENV)/.installed: pyproject.toml | check-python
 	$(PYTHON) -m venv $(EXAMPLE_VENV)
 	$(EXAMPLE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(EXAMPLE_VENV)/bin/python -m pip install --quiet .
+	$(EXAMPLE_VENV)/bin/python -m pip install --quiet '.[estimator]'
 	touch $@
 
 $(TEST_VENV)/.installed: pyproject.toml | check-python
 	$(PYTHON) -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(TEST_VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(TEST_VENV)/bin/python -m pip install --quiet -e '.[test,estimator]'
 	touch $@
 
 example: $(EXAMPLE_VENV)/.installed

@@ -72,7 +72,7 @@ class Combination:
     tensorflow: str
     pins: Tuple[str, ...] = ()
     markers: str = ""
-    extras: str = "test"
+    extras: str = "test,estimator"
 
     @property
     def requirements(self) -> List[str]:
@@ -98,7 +98,7 @@ COMBINATIONS = (
     Combination("3.9", "2.13", pins=("numpy==1.24.3", "protobuf==4.25.*"), markers=OLDER_MARKERS),
     Combination("3.10", "2.14", pins=("numpy==1.26.4", "protobuf==4.25.*"), markers=OLDER_MARKERS),
     # The objectstore extra's tensorflow-io 0.36 exists for TF 2.15 only.
-    Combination("3.11", "2.15", extras="test,objectstore"),
+    Combination("3.11", "2.15", extras="test,estimator,objectstore"),
 )
 NEWEST = COMBINATIONS[-1]
 
@@ -233,6 +233,40 @@ for _combination in COMBINATIONS:
     _define_test_session(_combination)
 
 
+# The newest TensorFlow and Keras 3 that install on Python 3.11, last verified; the
+# Keras front-end's tests run there, the modules that need tf.estimator are skipped.
+KERAS3_REQUIREMENTS = ("tensorflow==2.21.0", "keras==3.15.1")
+# Checks the session tests what it says: Keras 3 as tf.keras (or tf_keras, with
+# TF_USE_LEGACY_KERAS=1), and no tf.estimator.
+_KERAS_CHECK = """
+import os, keras, tensorflow as tf
+from best_exporter import _compat
+assert keras.__version__.startswith("3."), keras.__version__
+assert not _compat.has_estimator(), tf.__version__
+legacy = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
+assert legacy != hasattr(tf.keras, "ops"), "tf.keras is not the Keras this session tests"
+print("TensorFlow", tf.__version__, "with", "tf_keras" if legacy else "Keras " + keras.__version__)
+"""
+
+
+@nox.session(python=find_python("3.11"))
+def keras3(session: nox.Session) -> None:
+    """Python 3.11 + the newest TF with Keras 3: best_exporter.keras and the core."""
+    session.install("-e", ".[test]", *KERAS3_REQUIREMENTS)
+    session.run("python", "-c", _KERAS_CHECK, env=QUIET_TF)
+    # tensorflow-io (the objectstore extra) exists for TF 2.15 only.
+    run_pytest(session, "-m", "not objectstore")
+
+
+@nox.session(name="keras3-legacy", python=find_python("3.11"))
+def keras3_legacy(session: nox.Session) -> None:
+    """The same TF with tf_keras (Keras 2) as tf.keras: Keras 2 on TF >= 2.16."""
+    session.install("-e", ".[test]", *KERAS3_REQUIREMENTS, "tf_keras==2.21.0")
+    env = {"TF_USE_LEGACY_KERAS": "1"}
+    session.run("python", "-c", _KERAS_CHECK, env={**QUIET_TF, **env})
+    session.run("python", "-m", "pytest", "-ra", "-m", "not objectstore", *session.posargs, env=env)
+
+
 # ----------------------------------------------------------------------------
 # Packaging: what `pip install best_exporter` gets.
 
@@ -328,7 +362,8 @@ def wheel(session: nox.Session) -> None:
     wheels = sorted(DIST.glob("best_exporter-*.whl"))
     if len(wheels) != 1:
         session.error(f"expected one wheel in {DIST}, found {[w.name for w in wheels]}")
-    session.run("python", "-m", "pip", "install", "--quiet", str(wheels[0]))
+    # The estimator extra keeps TensorFlow at 2.13-2.15, as Estimator users install it.
+    session.run("python", "-m", "pip", "install", "--quiet", f"{wheels[0]}[estimator]")
     session.run("python", "-m", "pip", "check")
 
     workdir = pathlib.Path(session.create_tmp()).resolve()

@@ -232,6 +232,9 @@ class BestExportCallback(tf.keras.callbacks.Callback):
                 lambda current_step: restore.HistoryCandidates(None, current_step),
                 step,
                 translate=self._in_keras_names,
+                # Only the chief publishes and prunes; another worker's cleanup
+                # could delete the chief's publish in progress.
+                remove_unfinished=_is_chief(self.model),
             )
         except restore.CannotRestoreError as e:
             judged = (

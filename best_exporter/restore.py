@@ -134,6 +134,7 @@ def restore(
     sleep: Callable[[float], None] = time.sleep,
     extra: Sequence[Best] = (),
     translate: Optional[Callable[[Mapping[str, Any]], Mapping[str, Any]]] = None,
+    remove_unfinished: bool = True,
 ) -> Restored:
     """Finds the result a new model has to beat: the best of the models on disk.
 
@@ -160,6 +161,9 @@ def restore(
         original assigned), judged last: they win no ties.
       translate: applied to each record's eval_result before it is judged,
         e.g. the Keras front-end's `metric_names` (`loss` read as `val_loss`).
+      remove_unfinished: whether to remove what killed publishes left once the
+        directory was read. Only the process that publishes may: another one
+        would delete a publish in progress (a non-chief worker of a cluster).
 
     Returns:
       The restored best and what to protect.
@@ -181,7 +185,8 @@ def restore(
             continue
         # What killed publishes left (a version with our record but no model,
         # never counted above) goes once the directory could be read whole.
-        publish.remove_unfinished(path)
+        if remove_unfinished:
+            publish.remove_unfinished(path)
         return restored
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -193,6 +198,7 @@ def _restore_once(
     current_step: Optional[int],
     extra: Sequence[Best],
     translate: Optional[Callable[[Mapping[str, Any]], Mapping[str, Any]]] = None,
+    remove_unfinished: bool = True,
 ) -> Restored:
     exports = records.read_export_records(path)
     complete = [e for e in exports if e.complete]

@@ -517,3 +517,21 @@ def test_restored_best_is_cached_only_after_a_successful_restore(tmp_path, monke
     seen = listing.seen
     _export(restarted, estimator, 5, loss=0.5)
     assert listing.seen == seen  # Restored at step 4, then cached: no more listing.
+
+
+@pytest.mark.parametrize("remove_unfinished, left", [(True, False), (False, True)])
+def test_only_the_publishing_process_removes_unfinished_versions(
+    tmp_path, remove_unfinished: bool, left: bool
+) -> None:
+    base = str(tmp_path)
+    _write_version(base, V, {"global_step": 1, "metrics": {"loss": 0.5}})
+    unfinished = _write_version(
+        base, V + 1, {"global_step": 2, "metrics": {"loss": 0.25}}, complete=False
+    )
+
+    restored = restore.restore(
+        Judge(loss_smaller), base, _no_history, 3, remove_unfinished=remove_unfinished
+    )
+
+    assert restored.best.eval_result["loss"] == 0.5  # Never the model-less version.
+    assert tf.io.gfile.exists(unfinished) is left

@@ -8,7 +8,6 @@ their records' steps (docs/design.md, "Seeing what the exporter did").
 import argparse
 import json
 import os
-import posixpath
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
@@ -33,9 +32,8 @@ def run_history(args: argparse.Namespace) -> int:
     """`best-exporter history`: prints every evaluation and what became of it."""
     model_dir = args.model_dir
     check_directory(model_dir, "a model_dir")
-    pattern = args.pattern
-    if not (posixpath.isabs(pattern) or "://" in pattern):
-        pattern = os.path.join(model_dir, pattern)
+    # As the exporter reads them: glob characters in model_dir are taken literally.
+    pattern = layout.event_file_glob(model_dir, args.pattern)
     try:
         paths = sorted(tf.io.gfile.glob(pattern))
     except (tf.errors.OpError, OSError) as e:

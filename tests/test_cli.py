@@ -536,3 +536,13 @@ def test_history_rejects_a_negative_min_delta_in_one_line(trained_model_dir, cap
 
     assert status == cli_output.EXIT_USAGE
     assert len(err.splitlines()) == 1 and "min_delta" in err
+
+
+def test_history_of_a_model_dir_with_glob_characters_finds_its_events(tmp_path, capsys):
+    model_dir = str(tmp_path / "run[1]")
+    support.write_legacy_events(os.path.join(model_dir, "eval"), HISTORY)
+
+    status, out, _ = _run(capsys, "history", model_dir)
+
+    assert status == 0
+    assert "7 evaluations in 1 event file" in out

@@ -272,7 +272,7 @@ def keras3_legacy(session: nox.Session) -> None:
 
 
 def _source_modules() -> List[str]:
-    return sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "best_exporter").glob("*.py"))
+    return sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "best_exporter").rglob("*.py"))
 
 
 def _problems_of_wheel(wheel: pathlib.Path, version: str) -> Iterator[str]:

@@ -49,9 +49,9 @@ import tensorflow as tf  # noqa: E402
 from tensorboard.backend.event_processing import event_file_loader  # noqa: E402
 
 from best_exporter import BestExporter  # noqa: E402
-from best_exporter.compare import loss_smaller  # noqa: E402
-from best_exporter.decision import Best, Judge, Source  # noqa: E402
-from best_exporter.history import scan_eval_history  # noqa: E402
+from best_exporter.core.compare import loss_smaller  # noqa: E402
+from best_exporter.core.decision import Best, Judge, Source  # noqa: E402
+from best_exporter.core.history import scan_eval_history  # noqa: E402
 
 # The tests' FakeEstimator: the same stand-in the unit tests export with.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))

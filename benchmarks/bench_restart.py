@@ -46,10 +46,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from bench_history import FakeEstimator  # noqa: E402
 
-from best_exporter import BestExporter, records  # noqa: E402
-from best_exporter.compare import loss_smaller  # noqa: E402
-from best_exporter.decision import Best, Judge, Source  # noqa: E402
-from best_exporter.history import read_eval_history, scan_eval_history  # noqa: E402
+from best_exporter import BestExporter
+from best_exporter.core import records  # noqa: E402
+from best_exporter.core.compare import loss_smaller  # noqa: E402
+from best_exporter.core.decision import Best, Judge, Source  # noqa: E402
+from best_exporter.core.history import read_eval_history, scan_eval_history  # noqa: E402
 
 FIRST_VERSION = bench_history.FIRST_VERSION
 RUN_VERSION = FIRST_VERSION + 10_000

@@ -15,24 +15,24 @@ from typing import TYPE_CHECKING, Any
 from best_exporter.version import __version__
 
 if TYPE_CHECKING:
-    from best_exporter.compare import (
+    from best_exporter.core.compare import (
         MetricComparator,
         higher_is_better,
         loss_smaller,
         lower_is_better,
     )
-    from best_exporter.exporter import BestExporter
-    from best_exporter.records import ExportRecord, read_export_records
+    from best_exporter.core.records import ExportRecord, read_export_records
+    from best_exporter.estimator.exporter import BestExporter
 
 # Public name -> the module that defines it.
 _EXPORTS = {
-    "BestExporter": "best_exporter.exporter",
-    "ExportRecord": "best_exporter.records",
-    "MetricComparator": "best_exporter.compare",
-    "higher_is_better": "best_exporter.compare",
-    "loss_smaller": "best_exporter.compare",
-    "lower_is_better": "best_exporter.compare",
-    "read_export_records": "best_exporter.records",
+    "BestExporter": "best_exporter.estimator.exporter",
+    "ExportRecord": "best_exporter.core.records",
+    "MetricComparator": "best_exporter.core.compare",
+    "higher_is_better": "best_exporter.core.compare",
+    "loss_smaller": "best_exporter.core.compare",
+    "lower_is_better": "best_exporter.core.compare",
+    "read_export_records": "best_exporter.core.records",
 }
 
 __all__ = [
@@ -51,7 +51,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'best_exporter' has no attribute {name!r}")
-    # Raises ImportError for a TensorFlow older than 2.13; best_exporter.exporter raises
+    # Raises ImportError for a TensorFlow older than 2.13; best_exporter.estimator.exporter raises
     # one naming best_exporter.keras on a TensorFlow without tf.estimator (2.16+).
     importlib.import_module("best_exporter._compat")
     value = getattr(importlib.import_module(module), name)

@@ -11,7 +11,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from best_exporter import layout, records
+from best_exporter.core import layout, records
 
 keras = tf.keras
 # tf.keras is Keras 2 on TensorFlow 2.13-2.15 and, with TF_USE_LEGACY_KERAS=1, tf_keras on

@@ -13,7 +13,11 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from best_exporter import BestExporter, cli, cli_exports, cli_history, cli_output, layout
+from best_exporter import BestExporter, cli
+from best_exporter.cli import exports as cli_exports
+from best_exporter.cli import history as cli_history
+from best_exporter.cli import output as cli_output
+from best_exporter.core import layout
 
 LEGACY_VERSION = "1600000000"
 

@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from best_exporter import cli_history, compare
-from best_exporter.records import ExportRecord
+from best_exporter.cli import history as cli_history
+from best_exporter.core import compare
+from best_exporter.core.records import ExportRecord
 
 LOSSES = [(10, 0.9), (20, 0.7), (30, 0.65), (40, math.nan), (50, 0.5)]
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from best_exporter import cli_output
+from best_exporter.cli import output as cli_output
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from best_exporter import compare
-from best_exporter.compare import (
+from best_exporter.core import compare
+from best_exporter.core.compare import (
     MetricComparator,
     check_compare_fn,
     higher_is_better,

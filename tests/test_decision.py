@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from best_exporter.compare import higher_is_better, loss_smaller, lower_is_better
-from best_exporter.decision import Best, Judge, Outcome, Source, decide
+from best_exporter.core.compare import higher_is_better, loss_smaller, lower_is_better
+from best_exporter.core.decision import Best, Judge, Outcome, Source, decide
 
 
 def _best(loss: float, step: int = 100, source: Source = Source.EVENTS) -> Best:

@@ -3,7 +3,7 @@
 import pytest
 import tensorflow as tf
 
-from best_exporter import errors
+from best_exporter.core import errors
 
 
 class _Op:

@@ -25,8 +25,8 @@ from best_exporter import (
     loss_smaller,
     lower_is_better,
     read_export_records,
-    summaries,
 )
+from best_exporter.core import summaries
 from tests import support
 from tests.faulty_gfile import FaultyGfile
 
@@ -975,7 +975,7 @@ def test_restore_logs_where_the_best_came_from(
 
 
 def test_exporter_logs_through_the_tensorflow_logger() -> None:
-    from best_exporter.log import logger
+    from best_exporter.core.log import logger
 
     assert logger.name == LOGGER
     assert logger.parent is tf.get_logger() or logger.parent.name == "tensorflow"
@@ -1068,7 +1068,7 @@ def test_a_failing_completeness_check_keeps_the_export(
 
     exporter = _exporter()
     estimator = support.FakeEstimator(any_dir)
-    monkeypatch.setattr("best_exporter.layout.missing_export_parts", broken)
+    monkeypatch.setattr("best_exporter.core.layout.missing_export_parts", broken)
     with caplog.at_level(logging.INFO, logger=LOGGER):
         exported = _export(exporter, estimator, 1, loss=0.5)
     assert exported == os.path.join(_export_path(any_dir), "1700000000").encode()

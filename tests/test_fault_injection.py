@@ -43,7 +43,8 @@ import support
 import tensorflow as tf
 
 import best_exporter
-from best_exporter import BestExporter, summaries
+from best_exporter import BestExporter
+from best_exporter.core import summaries
 
 WORKER_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fault_worker.py")
 # The worker imports the best_exporter this test imported, installed or not.

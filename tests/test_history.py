@@ -19,10 +19,15 @@ from tensorboard.backend.event_processing.event_file_loader import RawEventFileL
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorflow_estimator.python.estimator import estimator as estimator_lib
 
-from best_exporter.compare import loss_smaller
-from best_exporter.decision import Best, Judge, Source
-from best_exporter.history import EvalHistory, RecordLoader, read_eval_history, scan_eval_history
-from best_exporter.log import logger
+from best_exporter.core.compare import loss_smaller
+from best_exporter.core.decision import Best, Judge, Source
+from best_exporter.core.history import (
+    EvalHistory,
+    RecordLoader,
+    read_eval_history,
+    scan_eval_history,
+)
+from best_exporter.core.log import logger
 
 Results = Sequence[Tuple[int, Mapping[str, float]]]
 Writer = Callable[[str, Results], str]

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tensorboard.compat.proto import event_pb2
 
-from best_exporter.history import read_eval_history
-from best_exporter.log import logger
+from best_exporter.core.history import read_eval_history
+from best_exporter.core.log import logger
 
 # (step, tag, value): one scalar of one evaluation.
 Triple = Tuple[int, str, float]

@@ -17,7 +17,8 @@ import pytest
 import tensorflow as tf
 from keras_support import keras
 
-from best_exporter import _compat, history, layout, publish, read_export_records
+from best_exporter import _compat, read_export_records
+from best_exporter.core import history, layout, publish
 from best_exporter.keras import BestExportCallback, infer_higher_is_better
 
 LOGGER = "tensorflow.best_exporter"

@@ -18,7 +18,8 @@ import keras_support
 import pytest
 import tensorflow as tf
 
-from best_exporter import layout, read_export_records
+from best_exporter import read_export_records
+from best_exporter.core import layout
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keras_worker.py")
 TIMEOUT_SECS = 300

@@ -6,7 +6,7 @@ from typing import Optional
 import pytest
 import tensorflow as tf
 
-from best_exporter import layout
+from best_exporter.core import layout
 from tests.faulty_gfile import FaultyGfile
 
 

@@ -35,7 +35,8 @@ from test_end_to_end import (
 )
 
 import best_exporter
-from best_exporter import BestExporter, layout, publish, summaries
+from best_exporter import BestExporter
+from best_exporter.core import layout, publish, summaries
 
 pytestmark = [pytest.mark.objectstore, pytest.mark.e2e]
 

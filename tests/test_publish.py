@@ -13,7 +13,7 @@ import pytest
 import support
 import tensorflow as tf
 
-from best_exporter import layout, publish
+from best_exporter.core import layout, publish
 
 V = 1_700_000_000
 

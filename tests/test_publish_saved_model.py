@@ -10,7 +10,7 @@ from typing import List
 import pytest
 import tensorflow as tf
 
-from best_exporter import errors, layout, publish, records
+from best_exporter.core import errors, layout, publish, records
 
 NOW = 1_764_072_000.5
 

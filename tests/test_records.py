@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from best_exporter import BestExporter, ExportRecord, __version__, read_export_records, records
+from best_exporter import BestExporter, ExportRecord, __version__, read_export_records
+from best_exporter.core import records
 from tests import support
 from tests.faulty_gfile import FaultyGfile
 

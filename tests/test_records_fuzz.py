@@ -20,7 +20,8 @@ import tensorflow as tf
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from best_exporter import BestExporter, cli, records
+from best_exporter import BestExporter, cli
+from best_exporter.core import records
 from tests import support
 
 V = 1_700_000_000

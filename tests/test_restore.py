@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from best_exporter import records, restore
-from best_exporter.compare import loss_smaller, lower_is_better
-from best_exporter.decision import Best, Judge, Source
+from best_exporter.core import records, restore
+from best_exporter.core.compare import loss_smaller, lower_is_better
+from best_exporter.core.decision import Best, Judge, Source
 from tests import support
 from tests.faulty_gfile import FaultyGfile
 from tests.test_exporter import (

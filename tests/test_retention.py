@@ -7,7 +7,7 @@ from typing import List, Optional
 import pytest
 import tensorflow as tf
 
-from best_exporter import layout, retention
+from best_exporter.core import layout, retention
 
 V = 1_700_000_000  # A version number; tests use V + n.
 

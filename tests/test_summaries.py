@@ -16,7 +16,8 @@ import pytest
 import support
 import tensorflow as tf
 
-from best_exporter import BestExporter, history, layout, read_export_records, summaries
+from best_exporter import BestExporter, read_export_records
+from best_exporter.core import history, layout, summaries
 
 
 def _exporter(**kwargs) -> BestExporter:

@@ -40,9 +40,9 @@ from typing import (
 import numpy as np
 import tensorflow as tf
 
-from best_exporter import layout
-from best_exporter.compare import numeric_value
-from best_exporter.log import logger
+from best_exporter.core import layout
+from best_exporter.core.compare import numeric_value
+from best_exporter.core.log import logger
 from best_exporter.version import __version__
 
 # Records wait here until the estimator copies them into the export. TensorFlow's

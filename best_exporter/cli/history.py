@@ -12,9 +12,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from best_exporter import compare, history, layout
-from best_exporter.cli_exports import check_directory, read_export_dir, served_version
-from best_exporter.cli_output import (
+from best_exporter.cli.exports import check_directory, read_export_dir, served_version
+from best_exporter.cli.output import (
     UsageError,
     format_number,
     jsonable,
@@ -22,8 +21,9 @@ from best_exporter.cli_output import (
     plural,
     render_table,
 )
-from best_exporter.decision import Best, Judge, Source, decide
-from best_exporter.records import ExportRecord
+from best_exporter.core import compare, history, layout
+from best_exporter.core.decision import Best, Judge, Source, decide
+from best_exporter.core.records import ExportRecord
 
 IMPROVED_MARK = "+"
 

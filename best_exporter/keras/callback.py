@@ -17,9 +17,9 @@ from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Union
 import numpy as np
 import tensorflow as tf
 
-from best_exporter import errors, layout, log, publish, records, restore, retention, summaries
-from best_exporter.compare import CompareFn, MetricComparator, check_compare_fn
-from best_exporter.decision import Best, Judge, Source, decide
+from best_exporter.core import errors, layout, log, publish, records, restore, retention, summaries
+from best_exporter.core.compare import CompareFn, MetricComparator, check_compare_fn
+from best_exporter.core.decision import Best, Judge, Source, decide
 
 #: `export_fn(model, path)` writes a SavedModel of `model` to `path`.
 ExportFn = Callable[[Any, str], Any]

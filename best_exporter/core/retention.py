@@ -15,8 +15,8 @@ from typing import Any, Collection, Iterable, List, Optional, Union
 import numpy as np
 import tensorflow as tf
 
-from best_exporter import layout, publish
-from best_exporter.log import logger
+from best_exporter.core import layout, publish
+from best_exporter.core.log import logger
 
 
 def checked_exports_to_keep(exports_to_keep: Any) -> Optional[int]:

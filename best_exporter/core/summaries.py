@@ -22,8 +22,8 @@ from typing import Any, Mapping, Optional
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
-from best_exporter import records
-from best_exporter.log import logger
+from best_exporter.core import records
+from best_exporter.core.log import logger
 
 # Ends every file name, so that a person listing the export dir knows whose it is.
 FILE_SUFFIX = ".best_exporter"

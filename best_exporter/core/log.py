@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional
 
 import tensorflow as tf
 
-from best_exporter.decision import Best, Judge, Outcome, SkippedCause
+from best_exporter.core.decision import Best, Judge, Outcome, SkippedCause
 
 logger = tf.get_logger().getChild("best_exporter")
 

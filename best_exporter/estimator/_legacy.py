@@ -46,11 +46,11 @@ translates the original's names into calls of the exporter's own methods.
 
 from typing import Any, Dict, Mapping, Optional, Union
 
-from best_exporter import layout, retention
-from best_exporter.compare import CompareFn, check_compare_fn
-from best_exporter.decision import Best, Judge, Source
-from best_exporter.history import scan_eval_history
-from best_exporter.log import logger
+from best_exporter.core import layout, retention
+from best_exporter.core.compare import CompareFn, check_compare_fn
+from best_exporter.core.decision import Best, Judge, Source
+from best_exporter.core.history import scan_eval_history
+from best_exporter.core.log import logger
 
 
 class SavedModelExporterShim:

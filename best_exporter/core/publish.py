@@ -36,8 +36,8 @@ from typing import Any, Callable, Iterable, List, Mapping, Optional, Union
 
 import tensorflow as tf
 
-from best_exporter import layout, records
-from best_exporter.log import logger
+from best_exporter.core import layout, records
+from best_exporter.core.log import logger
 
 # Filesystems whose directory rename is a copy and a delete per object.
 OBJECT_STORE_SCHEMES = frozenset({"gs", "s3"})

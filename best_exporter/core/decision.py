@@ -11,7 +11,7 @@ import enum
 import math
 from typing import Any, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple, Type
 
-from best_exporter.compare import CompareFn, EvalResult, MetricComparator, numeric_value
+from best_exporter.core.compare import CompareFn, EvalResult, MetricComparator, numeric_value
 
 # What a custom compare_fn may raise on an entry it cannot judge (a metric
 # missing, a value of the wrong type): skipped in history, fatal for the current

@@ -36,10 +36,10 @@ from typing import (
 
 import tensorflow as tf
 
-from best_exporter import layout, publish, records
-from best_exporter.decision import Best, Judge, SkippedCause, Source
-from best_exporter.history import HistoryScan
-from best_exporter.log import logger
+from best_exporter.core import layout, publish, records
+from best_exporter.core.decision import Best, Judge, SkippedCause, Source
+from best_exporter.core.history import HistoryScan
+from best_exporter.core.log import logger
 
 
 class HistoryCandidates:

@@ -10,14 +10,15 @@ from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Set,
 import numpy as np
 import tensorflow as tf
 
-from best_exporter import _compat, layout, log, publish, records, restore, retention, summaries
-from best_exporter._legacy import LegacyAttributes
-from best_exporter.compare import CompareFn, check_compare_fn, loss_smaller
-from best_exporter.decision import Best, Judge, Outcome, SkippedCause, Source, decide
-from best_exporter.errors import is_filesystem_error as _is_filesystem_error
-from best_exporter.history import scan_eval_history
-from best_exporter.log import logger
-from best_exporter.retention import checked_exports_to_keep as _checked_exports_to_keep
+from best_exporter import _compat
+from best_exporter.core import layout, log, publish, records, restore, retention, summaries
+from best_exporter.core.compare import CompareFn, check_compare_fn, loss_smaller
+from best_exporter.core.decision import Best, Judge, Outcome, SkippedCause, Source, decide
+from best_exporter.core.errors import is_filesystem_error as _is_filesystem_error
+from best_exporter.core.history import scan_eval_history
+from best_exporter.core.log import logger
+from best_exporter.core.retention import checked_exports_to_keep as _checked_exports_to_keep
+from best_exporter.estimator._legacy import LegacyAttributes
 
 _compat.require_estimator()
 

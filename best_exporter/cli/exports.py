@@ -12,8 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from best_exporter import layout, records, retention
-from best_exporter.cli_output import (
+from best_exporter.cli.output import (
     EXIT_NOTHING_TO_SERVE,
     PROG,
     UsageError,
@@ -25,7 +24,8 @@ from best_exporter.cli_output import (
     render_table,
     shorten,
 )
-from best_exporter.records import ExportRecord
+from best_exporter.core import layout, records, retention
+from best_exporter.core.records import ExportRecord
 
 SERVED_MARK = "*"
 # Errors of a record's content (it was read, but is not a valid record), as

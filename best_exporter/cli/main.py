@@ -19,7 +19,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-from best_exporter.cli_output import EXIT_USAGE, PROG, UsageError
+from best_exporter.cli.output import EXIT_USAGE, PROG, UsageError
 from best_exporter.version import __version__
 
 
@@ -33,8 +33,9 @@ def _load_tensorflow(verbose: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from best_exporter import cli_exports, cli_history
-    from best_exporter.log import logger
+    from best_exporter.cli import exports as cli_exports
+    from best_exporter.cli import history as cli_history
+    from best_exporter.core.log import logger
 
     commands = dict(
         list=cli_exports.run_list, best=cli_exports.run_best, history=cli_history.run_history
